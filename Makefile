@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   install into .venv, then run the main job on embedded defaults (prt demo)
+#   make test   install into .venv, then run the whole test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: install demo test lint examples image lock clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/prt demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+examples: install
+	$(BIN)/python examples/make_examples.py
+
+image:
+	docker/build-offline.sh
+
+lock: install
+	(echo "# Constraints for 'pip install -c requirements.lock -e .[dev]' (Python 3.11, Linux x86_64)."; \
+	 echo "# Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable) > requirements.lock
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .hypothesis

@@ -1,0 +1,73 @@
+"""The `prt` command. Subcommands import what they need when they run, so `prt note` stays instant."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from schemas.errors import PrtError
+
+app = typer.Typer(
+    name="prt",
+    help="PR Telemetry: turn bug-fixing sessions into verified, scored training data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+InboxOpt = Annotated[
+    str | None, typer.Option("--inbox", help="Inbox URL (default: $PRT_INBOX or ./data/inbox).", show_default=False)
+]
+LakeOpt = Annotated[str | None, typer.Option("--lake", help="Lake URL (default: $PRT_LAKE or ./data/lake).", show_default=False)]
+
+
+@app.callback()
+def _root() -> None:
+    """PR Telemetry: turn bug-fixing sessions into verified, scored training data."""
+
+
+def _inbox(value: str | None) -> str:
+    from schemas.settings import get_settings
+
+    return value or get_settings().inbox
+
+
+def _lake(value: str | None) -> str:
+    from schemas.settings import get_settings
+
+    return value or get_settings().lake
+
+
+@app.command()
+def upload(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="A trace folder, or a folder of trace folders.", exists=True, file_okay=False)
+    ],
+    inbox: InboxOpt = None,
+) -> None:
+    """Upload trace folders laid out per inbox protocol v1 (complete.json goes last)."""
+    from client.upload import find_trace_dirs, upload_trace_dir
+
+    target = _inbox(inbox)
+    for folder in find_trace_dirs(directory):
+        r = upload_trace_dir(folder, target)
+        state = "complete" if r.complete else "no complete.json yet"
+        console.print(f"{r.trace_id}: {r.created} objects uploaded, {r.unchanged} already there ({state})")
+
+
+def main() -> None:
+    try:
+        app()
+    except PrtError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

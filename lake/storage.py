@@ -1,0 +1,130 @@
+"""Object-store access for the inbox and the lake: one place that turns a URL into a filesystem.
+
+Any fsspec URL works: a local folder (the default) or `s3://bucket/prefix`. S3 credentials and the
+endpoint come from the usual `AWS_*` variables (`AWS_ENDPOINT_URL` for MinIO or moto), read here
+and nowhere else, so fsspec and delta-rs always talk to the same store.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+from schemas.errors import ObjectConflict, StorageUnavailable
+
+__all__ = [
+    "delta_storage_options",
+    "fs_for",
+    "is_local",
+    "join",
+    "put_immutable",
+    "read_bytes",
+]
+
+
+def is_local(url: str) -> bool:
+    """True for a plain path or a file:// URL."""
+    return "://" not in url or url.startswith("file://")
+
+
+def _fsspec_options(url: str) -> dict[str, Any]:
+    if url.startswith("s3://"):
+        opts: dict[str, Any] = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts["endpoint_url"] = endpoint
+        return opts
+    if is_local(url):
+        return {"auto_mkdir": True}
+    return {}
+
+
+def fs_for(url: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
+    """The filesystem and root path for `url` (a folder is created on first write, not here)."""
+    if is_local(url):
+        url = os.path.abspath(url.removeprefix("file://"))
+    # fsspec caches filesystem instances per arguments, so repeated calls are cheap.
+    fs, root = fsspec.core.url_to_fs(url, **(_fsspec_options(url) | (storage_options or {})))
+    return fs, root.rstrip("/")
+
+
+def delta_storage_options(url: str) -> dict[str, str]:
+    """Storage options for delta-rs, from the same environment that `fs_for` uses."""
+    if not url.startswith("s3://"):
+        return {}
+    opts = {"AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        if os.environ.get(key):
+            opts[key] = os.environ[key]
+    opts.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    return opts
+
+
+def join(root: str, *parts: str) -> str:
+    return posixpath.join(root, *parts)
+
+
+def read_bytes(fs: AbstractFileSystem, path: str) -> bytes:
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise
+    except (ConnectionError, TimeoutError) as exc:
+        raise StorageUnavailable(f"could not read {path}: {exc}") from exc
+
+
+def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
+    """Create `path` with `data` unless it exists; objects never change once written.
+
+    Returns True when this call created the object, False when identical bytes were already
+    there (a re-send is a no-op). Raises `ObjectConflict` when other bytes are there.
+    Creation is atomic and exclusive: a hard link on local disks, `If-None-Match: *` on S3.
+    """
+    try:
+        if _is_local_fs(fs):
+            _local_create(path, data)
+        elif "s3" in _protocols(fs):
+            fs.pipe_file(path, data, mode="create")
+        else:  # best effort elsewhere: exists-then-write
+            if fs.exists(path):
+                raise FileExistsError(path)
+            fs.pipe_file(path, data)
+        return True
+    except FileExistsError:
+        existing = fs.cat_file(path)
+        if existing != data:
+            raise ObjectConflict(path) from None
+        return False
+
+
+def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def _is_local_fs(fs: AbstractFileSystem) -> bool:
+    return "file" in _protocols(fs)
+
+
+def _local_create(path: str, data: bytes) -> None:
+    # Write a private temp file, then link it into place: readers never see a partial object,
+    # and link() fails if the name exists, which makes the create exclusive.
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".prt-tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)

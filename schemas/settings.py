@@ -1,0 +1,111 @@
+"""Settings: one class per area, every field described, read from `PRT_*` variables.
+
+Each area has one cached accessor (`get_settings()`, `get_ingest_settings()`, ...). Stage
+functions take a settings object as an argument, so tests and flags pass their own.
+Secrets (the pseudonym key, API keys) come only from the environment, never from files in the repo.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "IngestSettings",
+    "JudgeSettings",
+    "SandboxSettings",
+    "Settings",
+    "get_ingest_settings",
+    "get_judge_settings",
+    "get_sandbox_settings",
+    "get_settings",
+]
+
+_CFG = SettingsConfigDict(env_prefix="PRT_", extra="ignore", frozen=True)
+
+DEV_PSEUDONYM_KEY = "prt-development-key-do-not-use-in-production"
+
+
+class IngestSettings(BaseSettings):
+    model_config = _CFG
+
+    batch_max_traces: int = Field(500, ge=1, description="Most traces assembled and committed together.")
+    batch_max_events: int = Field(250_000, ge=1, description="Most events per batch; bounds memory.")
+    batch_max_bytes: int = Field(256 * 2**20, ge=1, description="Most raw chunk bytes per batch; bounds memory.")
+    grace_period_s: float = Field(
+        24 * 3600,
+        ge=0,
+        description="How long a trace may wait for missing chunks after complete.json before it is quarantined as incomplete.",
+    )
+    lease_s: float = Field(900, gt=0, description="How long a batch claim holds before another run may take the batch over.")
+    max_chunk_bytes: int = Field(64 * 2**20, ge=1, description="Largest chunk after decompression.")
+    max_line_bytes: int = Field(2**20, ge=1, description="Largest single event line; larger outputs belong in artifacts.")
+    max_artifact_bytes: int = Field(512 * 2**20, ge=1, description="Largest artifact (repo snapshot or output).")
+    pseudonym_key: SecretStr = Field(
+        SecretStr(DEV_PSEUDONYM_KEY),
+        description="HMAC key for participant pseudonyms. Set it in production: the default is public.",
+    )
+
+
+class SandboxSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRT_SANDBOX_", extra="ignore", frozen=True, populate_by_name=True)
+
+    backend: Literal["auto", "docker", "namespace"] = Field(
+        "auto",
+        validation_alias="PRT_SANDBOX",
+        description="Sandbox back-end (PRT_SANDBOX); auto picks docker when an engine answers.",
+    )
+    image: str = Field("prt-sandbox:1", description="Default docker image for verification.")
+    runtime: str | None = Field(None, description="Docker runtime, e.g. `runsc` for gVisor; the daemon's default when unset.")
+    memory_mb: int = Field(1024, ge=64, description="Memory limit per sandbox.")
+    pids: int = Field(256, ge=16, description="Process limit per sandbox.")
+    cpus: float = Field(1.0, gt=0, description="CPU limit per sandbox.")
+    output_bytes: int = Field(1 << 20, ge=1024, description="Output kept per command; the rest is cut.")
+    parallel: int = Field(2, ge=1, description="Sandboxes run at once by the QA flow.")
+
+
+class JudgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRT_JUDGE_", extra="ignore", frozen=True, populate_by_name=True)
+
+    kind: str = Field(
+        "heuristic", validation_alias="PRT_JUDGE", description="Judge kind (PRT_JUDGE): heuristic (offline) or openai."
+    )
+    model: str = Field("gpt-4o-mini", description="Model name for the openai judge.")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout for the openai judge.")
+    max_retries: int = Field(3, ge=0, description="Retries on transient model errors.")
+    seed: int = Field(1234, description="Sampling seed sent to the model.")
+    max_trace_chars: int = Field(
+        60_000, ge=1000, description="Longest rendered trace sent to a model; longer traces are cut in the middle."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = _CFG
+
+    inbox: str = Field("./data/inbox", description="Inbox URL (PRT_INBOX): a folder or s3://bucket/prefix.")
+    lake: str = Field("./data/lake", description="Lake URL (PRT_LAKE): a folder or s3://bucket/prefix.")
+    retention_days: int = Field(90, ge=1, description="Traces older than this are removed by maintain_lake.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Core settings, read once from the environment."""
+    return Settings()
+
+
+@lru_cache(maxsize=1)
+def get_ingest_settings() -> IngestSettings:
+    return IngestSettings()
+
+
+@lru_cache(maxsize=1)
+def get_sandbox_settings() -> SandboxSettings:
+    return SandboxSettings()
+
+
+@lru_cache(maxsize=1)
+def get_judge_settings() -> JudgeSettings:
+    return JudgeSettings()
