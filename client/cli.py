@@ -61,6 +61,48 @@ def upload(
         console.print(f"{r.trace_id}: {r.created} objects uploaded, {r.unchanged} already there ({state})")
 
 
+def _print_ingest(summary) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"[bold]ingest[/bold]: {len(summary.ingested)} ingested ({summary.events} events), "
+        f"{len(summary.quarantined)} quarantined, {len(summary.pending)} pending, "
+        f"{len(summary.cleaned)} already in the lake, {len(summary.in_progress)} in progress elsewhere"
+    )
+    if summary.quarantined:
+        table = Table("trace", "reason", "message", show_lines=False, box=None)
+        for tid, reason, message in summary.quarantined:
+            table.add_row(tid, reason, message)
+        console.print(table)
+    if summary.pending:
+        console.print("pending: " + ", ".join(summary.pending))
+
+
+@app.command()
+def ingest(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
+    """Assemble and validate complete traces from the inbox into the lake's Delta tables."""
+    from flows.ingest import ingest_inbox
+
+    _print_ingest(ingest_inbox(inbox=_inbox(inbox), lake=_lake(lake)))
+
+
+@app.command()
+def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
+    """Upload the three example sessions into the inbox and run the pipeline on them."""
+    from client.upload import find_trace_dirs, upload_trace_dir
+    from flows.ingest import ingest_inbox
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "traces"
+    target_inbox, target_lake = _inbox(inbox), _lake(lake)
+    for folder in find_trace_dirs(examples):
+        upload_trace_dir(folder, target_inbox)
+    console.print(f"uploaded the example sessions to {target_inbox}")
+    _print_ingest(ingest_inbox(inbox=target_inbox, lake=target_lake))
+    console.print(
+        f"\nThe lake is at {target_lake}. Read it with:  python -c \"from lake import Lake; print(Lake('{target_lake}').traces().collect())\""
+    )
+
+
 def main() -> None:
     try:
         app()

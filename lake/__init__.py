@@ -1,0 +1,24 @@
+"""The lake: the only package that knows Delta. `from lake import Lake` for reading."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lake.read import Lake
+    from lake.tables import LakeTables
+
+__all__ = ["Lake", "LakeTables"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: producers import lake.storage without paying for deltalake and polars.
+    if name == "Lake":
+        from lake.read import Lake
+
+        return Lake
+    if name == "LakeTables":
+        from lake.tables import LakeTables
+
+        return LakeTables
+    raise AttributeError(name)

@@ -110,9 +110,11 @@ QuarantineReason = Literal[
     "line_too_large",  # one event line is over the size limit
     "bad_gzip",  # a .gz chunk is truncated or not gzip
     "not_utf8",  # a chunk is not valid UTF-8 (or holds NUL bytes)
-    "unsafe_path",  # a trace id, file path or artifact path is absolute or climbs out
+    "unsafe_path",  # a trace id, file path or artifact path is absolute, climbs out or is a link
+    "stray_object",  # an object that inbox protocol v1 has no place for
     "artifact_missing",  # an event or the manifest references an artifact that is not there
     "artifact_mismatch",  # an artifact's bytes do not hash to its name
+    "artifact_too_large",  # an artifact is over the size limit
     "bad_snapshot",  # the repo snapshot is not a safe gzip tar of regular files and folders
     "manifest_missing",  # complete.json is there but manifest.json is not
     "manifest_mismatch",  # manifest.json disagrees with complete.json or the object layout

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ARTIFACTS_DIR",
+    "ARTIFACT_NAME_RE",
     "CHUNKS_DIR",
     "CHUNK_NAME_RE",
     "COMPLETE",

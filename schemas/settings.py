@@ -44,6 +44,9 @@ class IngestSettings(BaseSettings):
     max_chunk_bytes: int = Field(64 * 2**20, ge=1, description="Largest chunk after decompression.")
     max_line_bytes: int = Field(2**20, ge=1, description="Largest single event line; larger outputs belong in artifacts.")
     max_artifact_bytes: int = Field(512 * 2**20, ge=1, description="Largest artifact (repo snapshot or output).")
+    max_snapshot_unpacked_bytes: int = Field(
+        2 * 2**30, ge=1, description="Largest repo snapshot once unpacked (guards against gzip bombs)."
+    )
     pseudonym_key: SecretStr = Field(
         SecretStr(DEV_PSEUDONYM_KEY),
         description="HMAC key for participant pseudonyms. Set it in production: the default is public.",

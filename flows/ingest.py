@@ -1,0 +1,91 @@
+"""ingest_inbox: complete traces in the inbox become validated rows of the lake's Delta tables."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
+
+from lake.storage import fs_for
+from lake.tables import LakeTables
+from schemas.settings import get_ingest_settings, get_settings
+from tasks.claims import Claims, claim_batch, recover_batches, safe_key
+from tasks.inbox import scan_inbox_task
+from tasks.ingest import (
+    IngestSummary,
+    archive_batch_task,
+    build_batch_task,
+    clean_batch_task,
+    commit_batch_task,
+    plan_batches,
+    prepare_batch_task,
+    stray_listing,
+)
+from tasks.publish import publish_run_artifacts
+
+__all__ = ["ingest_inbox"]
+
+
+@flow(name="ingest-inbox", log_prints=True)
+def ingest_inbox(
+    inbox: str | None = None,
+    lake: str | None = None,
+    grace_period_s: float | None = None,
+    batch_max_traces: int | None = None,
+    batch_max_events: int | None = None,
+) -> IngestSummary:
+    """Assemble, validate, redact and write every complete trace in the inbox; quarantine the bad ones.
+
+    Safe to run at any time and from many workers at once: claims keep two runs off the same
+    trace, and a run resumes any batch that a crashed run left behind.
+    """
+    inbox = inbox or get_settings().inbox
+    lake = lake or get_settings().lake
+    overrides = {"grace_period_s": grace_period_s, "batch_max_traces": batch_max_traces, "batch_max_events": batch_max_events}
+    settings = get_ingest_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    run_id = flow_run.get_id() or "local"
+    logger = get_run_logger()
+
+    inbox_fs, inbox_root = fs_for(inbox)
+    lake_fs, lake_root = fs_for(lake)
+    tables = LakeTables(lake)
+    claims = Claims(lake_fs, lake_root, lease_s=settings.lease_s)
+    summary = IngestSummary()
+
+    def run_batch(info, members, listings, resumed: bool) -> None:
+        prep = prepare_batch_task(info, members, quote(listings), inbox_fs, lake_fs, lake_root, tables, settings, resumed=resumed)
+        out = build_batch_task(quote(prep), settings)
+        commit_batch_task(quote(prep), quote(out), tables, claims)
+        archive_batch_task(quote(prep), quote(out), inbox_fs, lake_fs, lake_root)
+        clean_batch_task(quote(prep), inbox_fs, claims)
+        summary.add(prep, out)
+        logger.info("batch %s: %d ingested, %d quarantined", info.batch_id, len(prep.accepted), len(prep.rejected))
+
+    orphans = recover_batches(claims)
+    if orphans:
+        scan = scan_inbox_task(inbox_fs, inbox_root, settings)
+        for info, members in orphans:
+            logger.info("resuming batch %s left by an earlier run (%d traces)", info.batch_id, len(members))
+            run_batch(info, members, scan.traces, resumed=True)
+
+    scan = scan_inbox_task(inbox_fs, inbox_root, settings)
+    claimed = claims.claimed()
+    candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
+    candidates += [stray_listing(inbox_root, obj) for obj in scan.stray]
+    summary.in_progress = sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
+    candidates = [t for t in candidates if safe_key(t.trace_id) not in claimed]
+    summary.pending = sorted(t.trace_id for t in scan.by_status("pending"))
+    listings = {t.trace_id: t for t in candidates}
+    for group in plan_batches(candidates, settings):
+        info, won = claim_batch(claims, run_id, [t.trace_id for t in group])
+        run_batch(info, won, listings, resumed=False)
+
+    publish_run_artifacts("ingest", summary.rows(), summary.markdown(), f"ingest of {inbox} into {lake}")
+    logger.info(
+        "ingested %d traces (%d events), quarantined %d, pending %d",
+        len(summary.ingested),
+        summary.events,
+        len(summary.quarantined),
+        len(summary.pending),
+    )
+    return summary

@@ -1,0 +1,144 @@
+"""Delta tables of the lake: create from the specs in `schemas.tables`, evolve, and write exactly once.
+
+Writes are keyword-only with explicit modes. Every commit carries custom metadata (run id,
+batch id, code version); ingest appends also carry an app transaction `(app_id, 1)` so that a
+batch resumed after a crash can see which of its tables it already committed and skip them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from lake.storage import delta_storage_options, is_local, join
+from schemas.errors import ConfigError, StorageUnavailable
+from schemas.tables import TableSpec
+from schemas.version import CODE_VERSION
+
+__all__ = ["LakeTables"]
+
+_TABLE_CONFIG = {
+    # App transactions (one per ingest batch) are only needed until a crashed batch is resumed.
+    "delta.setTransactionRetentionDuration": "interval 30 days",
+    "delta.logRetentionDuration": "interval 30 days",
+}
+
+
+class LakeTables:
+    """The Delta tables under one lake URL."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        if is_local(self.url):
+            self.url = os.path.abspath(self.url.removeprefix("file://"))
+        self.storage_options = delta_storage_options(self.url)
+        self._known: dict[str, DeltaTable] = {}
+
+    def uri(self, name: str) -> str:
+        return join(self.url, name)
+
+    def exists(self, name: str) -> bool:
+        # Not DeltaTable.is_deltatable: it holds the GIL during its I/O, which starves any
+        # in-process S3 endpoint and stalls every other thread of the process meanwhile.
+        return self.open(name) is not None
+
+    def open(self, name: str) -> DeltaTable | None:
+        """The table, freshly loaded, or None when it does not exist yet."""
+        try:
+            return DeltaTable(self.uri(name), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        except OSError as exc:
+            raise _storage_error(self.url, exc) from exc
+
+    def ensure(self, spec: TableSpec) -> DeltaTable:
+        """Create the table from its spec, or add the spec's new columns to an older table in place."""
+        dt = self.open(spec.name)
+        if dt is None:
+            DeltaTable.create(
+                self.uri(spec.name),
+                spec.schema,
+                mode="ignore",  # a concurrent run may have created it a moment ago
+                partition_by=list(spec.partition_by),
+                name=spec.name,
+                description=spec.description,
+                configuration=_TABLE_CONFIG,
+                storage_options=self.storage_options,
+                commit_properties=CommitProperties(custom_metadata={"code_version": CODE_VERSION}),
+            )
+            dt = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
+        have = set(dt.schema().to_arrow().names)
+        missing = [f for f in spec.schema if f.name not in have]
+        if missing:
+            dt.alter.add_columns(list(Schema.from_arrow(pa.schema(missing)).fields))
+            dt = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
+        return dt
+
+    def lookup(self, name: str, key: str, values: list[str], columns: list[str]) -> pa.Table:
+        """Rows of `name` whose `key` is in `values` (only `columns`), read with file skipping."""
+        dt = self.open(name)
+        if dt is None or not values:
+            return pa.table({c: pa.array([], pa.string()) for c in columns})
+        return dt.to_pyarrow_dataset().to_table(columns=columns, filter=pc.field(key).isin(values))
+
+    def committed(self, spec: TableSpec, app_id: str) -> bool:
+        dt = self.open(spec.name)
+        return dt is not None and dt.transaction_version(app_id) is not None
+
+    def append(self, spec: TableSpec, data: pa.Table, *, app_id: str | None = None, metadata: dict[str, Any]) -> bool:
+        """Append `data` in one commit. With `app_id`, at most once: returns False when that app
+        transaction is already in the table (a resumed batch), True when this call wrote."""
+        dt = self.ensure(spec)
+        if app_id is not None and dt.transaction_version(app_id) is not None:
+            return False
+        props = CommitProperties(
+            custom_metadata={"code_version": CODE_VERSION, **{k: str(v) for k, v in metadata.items()}},
+            app_transactions=[Transaction(app_id, 1)] if app_id else None,
+            max_commit_retries=20,
+        )
+        self._retry(
+            lambda: write_deltalake(
+                dt,
+                _conform(dt, spec, data),
+                mode="append",
+                partition_by=list(spec.partition_by),
+                commit_properties=props,
+            )
+        )
+        return True
+
+    @staticmethod
+    def _retry(fn, attempts: int = 5):
+        for i in range(attempts):
+            try:
+                return fn()
+            except CommitFailedError:
+                if i == attempts - 1:
+                    raise
+                time.sleep(0.2 * 2**i)
+            except OSError as exc:  # network trouble talking to the store
+                if i == attempts - 1:
+                    raise StorageUnavailable(str(exc)) from exc
+                time.sleep(0.2 * 2**i)
+        return None
+
+
+def _storage_error(url: str, exc: OSError) -> Exception:
+    text = str(exc)
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        return ConfigError(f"lake {url}: the bucket does not exist; create it or fix PRT_LAKE / --lake")
+    if "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+        return ConfigError(f"lake {url}: access denied; check the AWS_* credentials ({text.splitlines()[0]})")
+    return StorageUnavailable(f"lake {url}: {text.splitlines()[0] if text else exc!r}")
+
+
+def _conform(dt: DeltaTable, spec: TableSpec, data: pa.Table) -> pa.Table:
+    """`data` in the table's column order (an evolved table has its newer columns last), typed by the spec."""
+    names = dt.schema().to_arrow().names
+    return data.select(names).cast(pa.schema([spec.schema.field(n) for n in names]))

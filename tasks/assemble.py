@@ -1,0 +1,306 @@
+"""Assemble one trace from its inbox objects and validate it; a pure function of the bytes.
+
+`assemble_trace` returns an `AssembledTrace` or raises `TraceRejected` with a stable reason code
+and a message that names the trace, the object and what is wrong. Checks run in this order:
+manifest and consent first (consent false keeps nothing else), then layout, sizes, chunk
+decoding and parsing, seq and id uniqueness, the hash chain, artifacts and the snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from schemas.chain import chain_head_from_digests
+from schemas.errors import TraceRejected
+from schemas.events import EVENT_ADAPTER, Event
+from schemas.layout import ARTIFACT_NAME_RE, ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name, ref_hex
+from schemas.manifest import Complete, Manifest
+from schemas.settings import IngestSettings
+from schemas.types import unsafe_path_reason
+from tasks.inbox import TraceBlobs, parse_complete
+
+__all__ = ["AssembledTrace", "assemble_trace", "check_snapshot", "parse_manifest"]
+
+MAX_SNAPSHOT_MEMBERS = 100_000
+
+
+@dataclass
+class AssembledTrace:
+    """A validated trace: everything the lake needs, still unredacted."""
+
+    trace_id: str
+    manifest: Manifest
+    complete: Complete
+    events: list[Event]
+    """In seq order."""
+    lines: list[bytes]
+    """The exact event lines, in seq order."""
+    digests: list[bytes]
+    """sha256 of each line, in seq order."""
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    """hex digest -> bytes, every artifact of the trace (checked)."""
+    objects: dict[str, bytes] = field(default_factory=dict)
+    """Raw inbox objects by key, as received, for the archive."""
+    chunk_seqs: dict[str, list[int]] = field(default_factory=dict)
+    """Chunk key -> the seqs of its lines in file order (one key per chunk_seq)."""
+
+
+def _reject(reason, trace_id: str, key: str | None, what: str) -> TraceRejected:
+    where = f"{key} " if key else ""
+    return TraceRejected(reason, f"trace {trace_id}: {where}{what}", object_key=key)
+
+
+def parse_manifest(trace_id: str, data: bytes) -> Manifest:
+    try:
+        return Manifest.model_validate_json(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            raise _reject("bad_json", trace_id, MANIFEST, f"is not valid JSON ({err['msg']})") from None
+        loc = ".".join(map(str, err["loc"])) or "(root)"
+        raise _reject("schema_error", trace_id, MANIFEST, f"field {loc}: {err['msg']}") from None
+
+
+def _check_layout(tb: TraceBlobs) -> None:
+    tid = tb.trace_id
+    for key, obj in tb.listing.objects.items():
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts) or obj.is_link:
+            raise _reject("unsafe_path", tid, key, "is a link or a path that climbs out of the trace folder")
+        if key in (MANIFEST, COMPLETE):
+            continue
+        if parts[0] == CHUNKS_DIR:
+            if len(parts) != 2 or parse_chunk_name(parts[1]) is None:
+                raise _reject("chunk_name", tid, key, "is not named chunks/<seq:06d>-<id>.jsonl[.gz]")
+        elif parts[0] == ARTIFACTS_DIR:
+            if len(parts) != 2 or not ARTIFACT_NAME_RE.match(parts[1]):
+                raise _reject("stray_object", tid, key, "is not named artifacts/<sha256-hex>")
+        else:
+            raise _reject(
+                "stray_object", tid, key, "has no place in inbox protocol v1 (manifest.json, complete.json, chunks/, artifacts/)"
+            )
+
+
+def _decompress(tid: str, key: str, raw: bytes, limit: int) -> bytes:
+    out = []
+    total = 0
+    data = raw
+    while data:
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = d.decompress(data, limit + 1 - total)
+        except zlib.error as exc:
+            raise _reject("bad_gzip", tid, key, f"is not valid gzip ({exc})") from None
+        total += len(part)
+        out.append(part)
+        if total > limit or d.unconsumed_tail:
+            raise _reject("chunk_too_large", tid, key, f"decompresses to more than the {limit}-byte chunk limit")
+        if not d.eof:
+            raise _reject("bad_gzip", tid, key, "is truncated (the gzip stream ends early)")
+        data = d.unused_data  # a further gzip member, if any
+    return b"".join(out)
+
+
+def _classify_event_error(tid: str, key: str, lineno: int, exc: ValidationError) -> TraceRejected:
+    err = exc.errors()[0]
+    where = f"line {lineno}"
+    kind = err["type"]
+    if kind == "json_invalid":
+        return _reject("bad_json", tid, key, f"{where} is not valid JSON ({err['msg']})")
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        return _reject(
+            "unknown_event_type",
+            tid,
+            key,
+            f"{where} has unknown event type {tag!r} (known: file_edit, cmd_run, test_run, commit, rationale_note)",
+        )
+    # loc starts with the union tag (the event type) when the type is known.
+    loc = ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int)) or ("(event)" if err["loc"] else "(root)")
+    if "unsafe path" in err["msg"]:
+        return _reject("unsafe_path", tid, key, f"{where} field {loc}: {err['msg'].removeprefix('Value error, ')}")
+    return _reject("schema_error", tid, key, f"{where} field {loc}: {err['msg']}")
+
+
+def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> list[tuple[int, bytes, Event]]:
+    if key.endswith(".gz"):
+        raw = _decompress(tid, key, raw, settings.max_chunk_bytes)
+    elif len(raw) > settings.max_chunk_bytes:
+        raise _reject("chunk_too_large", tid, key, f"is over the {settings.max_chunk_bytes}-byte chunk limit")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = raw.count(b"\n", 0, exc.start) + 1
+        raise _reject("not_utf8", tid, key, f"line {lineno} is not valid UTF-8 (byte {exc.start})") from None
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        raise _reject("bad_json", tid, key, "holds no events")
+    out = []
+    for i, line in enumerate(lines, 1):
+        if len(line) > settings.max_line_bytes:
+            raise _reject(
+                "line_too_large", tid, key, f"line {i} is {len(line)} bytes, over the {settings.max_line_bytes}-byte line limit"
+            )
+        if not line.strip():
+            raise _reject("bad_json", tid, key, f"line {i} is empty")
+        try:
+            event = EVENT_ADAPTER.validate_json(line)
+        except ValidationError as exc:
+            raise _classify_event_error(tid, key, i, exc) from None
+        out.append((event.seq, line, event))
+    return out
+
+
+def check_snapshot(tid: str, key: str, data: bytes, max_unpacked: int) -> int:
+    """A snapshot must be a gzip tar of regular files and folders with safe relative names.
+    Returns the number of files."""
+    files = 0
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+            for i, member in enumerate(tar):
+                name = member.name.removeprefix("./")
+                if i >= MAX_SNAPSHOT_MEMBERS:
+                    raise _reject("bad_snapshot", tid, key, f"has more than {MAX_SNAPSHOT_MEMBERS} entries")
+                if not (member.isreg() or member.isdir()):
+                    what = "a link" if member.issym() or member.islnk() else "a device or special file"
+                    raise _reject(
+                        "bad_snapshot", tid, key, f"entry {member.name!r} is {what}; only files and folders are allowed"
+                    )
+                if name in ("", ".") and member.isdir():
+                    continue
+                reason = unsafe_path_reason(name.rstrip("/"))
+                if reason:
+                    raise _reject("bad_snapshot", tid, key, f"entry {member.name!r} {reason}")
+                total += member.size
+                if total > max_unpacked:
+                    raise _reject("bad_snapshot", tid, key, f"unpacks to more than {max_unpacked} bytes")
+                files += member.isreg()
+    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
+        raise _reject("bad_snapshot", tid, key, f"is not a readable gzip tar ({exc})") from None
+    return files
+
+
+def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
+    """Validate one trace's objects and return it assembled, or raise `TraceRejected`."""
+    tid = tb.trace_id
+    blobs = tb.blobs
+    listing = tb.listing
+
+    # 1. The manifest decides whether anything may be kept at all.
+    if MANIFEST not in listing.objects:
+        raise _reject(
+            "manifest_missing", tid, MANIFEST, "is missing although complete.json is there (the manifest is written first)"
+        )
+    if MANIFEST in tb.skipped:
+        raise _reject("schema_error", tid, MANIFEST, f"is {tb.skipped[MANIFEST]} bytes, over the 1 MiB manifest limit")
+    manifest = parse_manifest(tid, blobs[MANIFEST])
+    if not manifest.session.consent:
+        raise _reject("consent_withdrawn", tid, MANIFEST, "says consent is false; nothing of the trace is kept")
+    complete = listing.complete or parse_complete(tid, blobs[COMPLETE])
+
+    # 2. Layout and consistency.
+    _check_layout(tb)
+    if manifest.trace_id != tid:
+        raise _reject("manifest_mismatch", tid, MANIFEST, f"names trace {manifest.trace_id!r}, but it is in folder {tid!r}")
+    if complete.ended_at < manifest.started_at:
+        raise _reject(
+            "manifest_mismatch", tid, COMPLETE, f"ended_at {complete.ended_at.isoformat()} is before the manifest's started_at"
+        )
+    for key, size in tb.skipped.items():
+        if key.startswith(CHUNKS_DIR + "/"):
+            raise _reject("chunk_too_large", tid, key, f"is {size} bytes, over the {settings.max_chunk_bytes}-byte chunk limit")
+        raise _reject(
+            "artifact_too_large", tid, key, f"is {size} bytes, over the {settings.max_artifact_bytes}-byte artifact limit"
+        )
+
+    # 3. Chunks: one object per seq, exactly 0..chunk_count-1.
+    by_seq: dict[int, str] = {}
+    for key in sorted(k for k in listing.objects if k.startswith(CHUNKS_DIR + "/")):
+        seq = parse_chunk_name(key.split("/", 1)[1]).seq
+        if seq in by_seq:
+            if blobs[by_seq[seq]] != blobs[key]:
+                raise _reject("chunk_conflict", tid, key, f"has chunk_seq {seq} like {by_seq[seq]} but different bytes")
+            continue
+        by_seq[seq] = key
+    extra = sorted(s for s in by_seq if s >= complete.chunk_count)
+    if extra:
+        raise _reject(
+            "manifest_mismatch", tid, by_seq[extra[0]], f"is beyond complete.json's chunk_count of {complete.chunk_count}"
+        )
+
+    # 4. Events.
+    rows: list[tuple[int, bytes, Event]] = []
+    where: dict[int, str] = {}
+    chunk_seqs: dict[str, list[int]] = {}
+    for seq in range(complete.chunk_count):
+        key = by_seq[seq]
+        parsed = _parse_chunk(tid, key, blobs[key], settings)
+        chunk_seqs[key] = [s for s, _, _ in parsed]
+        for s, _, _ in parsed:
+            if s in where:
+                raise _reject("seq_duplicate", tid, key, f"repeats event seq {s} (also in {where[s]})")
+            where[s] = key
+        rows += parsed
+    rows.sort(key=lambda r: r[0])
+    for expected, (s, _, _) in enumerate(rows):
+        if s != expected:
+            raise _reject("seq_gap", tid, where[s], f"jumps from seq {expected - 1} to {s}; seq {expected} is missing")
+    if len(rows) != complete.event_count:
+        raise _reject("event_count_mismatch", tid, COMPLETE, f"says {complete.event_count} events, the chunks hold {len(rows)}")
+    seen_ids: dict[str, int] = {}
+    for s, _, e in rows:
+        if e.id in seen_ids:
+            raise _reject("duplicate_event_id", tid, where[s], f"event seq {s} reuses id {e.id!r} of seq {seen_ids[e.id]}")
+        seen_ids[e.id] = s
+
+    # 5. The chain over the exact line bytes.
+    lines = [line for _, line, _ in rows]
+    digests = [hashlib.sha256(line).digest() for line in lines]
+    head = chain_head_from_digests(tid, digests)
+    if head != complete.chain_head:
+        raise _reject(
+            "chain_mismatch",
+            tid,
+            COMPLETE,
+            f"chain_head {complete.chain_head[:16]}… does not match the events ({head[:16]}…): an event was changed, added or lost",
+        )
+
+    # 6. Artifacts: every one hashes to its name, every reference resolves.
+    artifacts: dict[str, bytes] = {}
+    for key in listing.objects:
+        if key.startswith(ARTIFACTS_DIR + "/"):
+            name = key.split("/", 1)[1]
+            if hashlib.sha256(blobs[key]).hexdigest() != name:
+                raise _reject("artifact_mismatch", tid, key, "does not hash to its name")
+            artifacts[name] = blobs[key]
+    refs = [(MANIFEST, "repo.snapshot", manifest.repo.snapshot)]
+    for s, _, e in rows:
+        if e.type == "cmd_run":
+            refs += [(where[s], f"seq {s} {f}", getattr(e, f)) for f in ("stdout_ref", "stderr_ref") if getattr(e, f)]
+    for key, what, ref in refs:
+        if ref_hex(ref) not in artifacts:
+            raise _reject("artifact_missing", tid, key, f"{what} references {ref}, which is not under artifacts/")
+
+    snap_hex = ref_hex(manifest.repo.snapshot)
+    check_snapshot(tid, f"{ARTIFACTS_DIR}/{snap_hex}", artifacts[snap_hex], settings.max_snapshot_unpacked_bytes)
+
+    return AssembledTrace(
+        trace_id=tid,
+        manifest=manifest,
+        complete=complete,
+        events=[e for _, _, e in rows],
+        lines=lines,
+        digests=digests,
+        artifacts=artifacts,
+        objects=dict(blobs),
+        chunk_seqs=chunk_seqs,
+    )

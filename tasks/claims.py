@@ -1,0 +1,257 @@
+"""Batch claims and leases: how many ingest runs share one inbox and lake without losing or doubling a trace.
+
+State lives as small JSON objects under `<lake>/_ingest/` (plain objects, not Delta):
+
+    batches/<batch_id>/batch.json          the batch: run id, start time, intended trace ids (immutable)
+    batches/<batch_id>/lease-<gen>.json    who runs the batch until when; the highest gen wins
+    claims/<trace_id>.json                 which batch owns the trace (created exclusively)
+
+A run opens a batch (batch.json, lease 0), then claims each trace with an exclusive create: of
+two runs that race for a trace, exactly one gets it. The batch's traces are those whose claim
+names it. The owner renews its lease before each commit and stops (`LeaseLost`) if a higher
+generation appeared. A batch whose lease has run out, or whose owner process on this host is
+gone, is taken over by creating the next lease generation exclusively, and resumed with the
+same id, start time and traces, so its rows come out identical and the Delta app transactions
+(one per batch and table) make each table's commit happen once. Claims are removed only after
+the lake commit, the archive and the inbox cleanup; the batch folder last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from fsspec import AbstractFileSystem
+from prefect import task
+
+from lake.storage import join, put_immutable
+from schemas.errors import LeaseLost, ObjectConflict
+from schemas.types import TRACE_ID_RE
+from tasks._prefect import STAGE, retry_if_transient
+
+__all__ = ["BatchInfo", "Claims", "Owner", "claim_batch", "recover_batches", "safe_key"]
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    started: str
+    """Process start time from /proc (guards against pid reuse); empty where unknown."""
+    token: str
+
+    @classmethod
+    def me(cls) -> Owner:
+        return cls(socket.gethostname(), os.getpid(), _proc_start(os.getpid()), uuid.uuid4().hex)
+
+    def is_dead_here(self) -> bool:
+        """True when the owner ran on this host and its process is gone."""
+        if self.host != socket.gethostname():
+            return False
+        return _proc_start(self.pid) != self.started or not os.path.exists(f"/proc/{self.pid}")
+
+
+def _proc_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    batch_id: str
+    run_id: str
+    started_at: datetime
+    trace_ids: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d["started_at"] = self.started_at.isoformat()
+        return json.dumps(d, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BatchInfo:
+        d = json.loads(data)
+        return cls(d["batch_id"], d["run_id"], datetime.fromisoformat(d["started_at"]), tuple(d["trace_ids"]))
+
+
+def safe_key(trace_id: str) -> str:
+    """`trace_id` itself when it is a safe name, else a stable hash of it (for ids found in a bad inbox)."""
+    if TRACE_ID_RE.match(trace_id):
+        return trace_id
+    return "x-" + hashlib.sha256(trace_id.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
+def new_batch_id(now: datetime) -> str:
+    # Sortable by time, unique across hosts.
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:12]
+
+
+class Claims:
+    """Claims and leases under `<lake>/_ingest/` for one running process."""
+
+    def __init__(self, fs: AbstractFileSystem, lake_root: str, *, lease_s: float, owner: Owner | None = None):
+        self.fs = fs
+        self.root = join(lake_root, "_ingest")
+        self.lease_s = lease_s
+        self.owner = owner or Owner.me()
+        self._gen: dict[str, int] = {}
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def _batch_dir(self, batch_id: str) -> str:
+        return join(self.root, "batches", batch_id)
+
+    def _claim(self, trace_id: str) -> str:
+        return join(self.root, "claims", safe_key(trace_id) + ".json")
+
+    # -- opening and claiming ---------------------------------------------------------------
+
+    def open_batch(self, run_id: str, trace_ids: list[str], *, now: datetime | None = None) -> tuple[BatchInfo, list[str]]:
+        """Start a batch for `trace_ids` and claim them; returns the batch and the ids this run won."""
+        now = now or datetime.now(UTC)
+        info = BatchInfo(new_batch_id(now), run_id, now, tuple(trace_ids))
+        put_immutable(self.fs, join(self._batch_dir(info.batch_id), "batch.json"), info.to_json())
+        self._write_lease(info.batch_id, 0)
+        won = []
+        for tid in trace_ids:
+            body = json.dumps({"batch_id": info.batch_id, "owner": self.owner.token}).encode()
+            try:
+                if put_immutable(self.fs, self._claim(tid), body):
+                    won.append(tid)
+            except ObjectConflict:  # another batch holds it
+                continue
+        return info, won
+
+    def claimed(self) -> set[str]:
+        """Claim keys of every trace claimed by some batch right now (see `safe_key`)."""
+        self.fs.invalidate_cache(join(self.root, "claims"))
+        try:
+            names = self.fs.ls(join(self.root, "claims"), detail=False)
+        except FileNotFoundError:
+            return set()
+        return {n.rsplit("/", 1)[-1].removesuffix(".json") for n in names if n.endswith(".json")}
+
+    def members(self, info: BatchInfo) -> list[str]:
+        """The traces of `info` whose claim names this batch (the batch's real membership)."""
+        paths = {self._claim(t): t for t in info.trace_ids}
+        if not paths:
+            return []
+        bodies = self.fs.cat(list(paths), on_error="return")
+        out = []
+        for path, tid in paths.items():
+            body = bodies.get(path)
+            if isinstance(body, bytes) and json.loads(body).get("batch_id") == info.batch_id:
+                out.append(tid)
+        return out
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def _write_lease(self, batch_id: str, gen: int) -> None:
+        body = json.dumps({"gen": gen, "owner": asdict(self.owner), "expires_at": time.time() + self.lease_s}).encode()
+        put_immutable(self.fs, join(self._batch_dir(batch_id), f"lease-{gen:06d}.json"), body)
+        self._gen[batch_id] = gen
+
+    def _latest_lease(self, batch_id: str) -> tuple[int, dict] | None:
+        folder = self._batch_dir(batch_id)
+        self.fs.invalidate_cache(folder)
+        try:
+            leases = sorted(n for n in self.fs.ls(folder, detail=False) if n.rsplit("/", 1)[-1].startswith("lease-"))
+        except FileNotFoundError:
+            return None
+        if not leases:
+            return None
+        body = json.loads(self.fs.cat_file(leases[-1]))
+        return body["gen"], body
+
+    def renew(self, batch_id: str) -> None:
+        """Check that this run still holds the batch and extend its lease; raise `LeaseLost` if not."""
+        latest = self._latest_lease(batch_id)
+        mine = self._gen.get(batch_id)
+        if latest is None or mine is None or latest[0] != mine or latest[1]["owner"]["token"] != self.owner.token:
+            raise LeaseLost(f"batch {batch_id} was taken over by another run")
+        try:
+            self._write_lease(batch_id, mine + 1)
+        except Exception as exc:
+            raise LeaseLost(f"batch {batch_id} was taken over by another run") from exc
+
+    def orphans(self) -> list[BatchInfo]:
+        """Batches whose owner is gone or whose lease ran out, taken over by this run."""
+        folder = join(self.root, "batches")
+        self.fs.invalidate_cache(folder)
+        try:
+            batch_dirs = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        taken = []
+        for d in sorted(batch_dirs):
+            batch_id = d.rstrip("/").rsplit("/", 1)[-1]
+            latest = self._latest_lease(batch_id)
+            try:
+                info = BatchInfo.from_json(self.fs.cat_file(join(d, "batch.json")))
+            except FileNotFoundError:
+                info = None
+            if latest is None or info is None:
+                # A batch that never got its journal and first lease down claimed nothing: tidy it.
+                if self._stale(d):
+                    self.fs.rm(d, recursive=True)
+                continue
+            gen, body = latest
+            owner = Owner(**body["owner"])
+            if owner.token == self.owner.token:
+                continue
+            if body["expires_at"] > time.time() and not owner.is_dead_here():
+                continue
+            try:
+                self._write_lease(batch_id, gen + 1)
+            except Exception:
+                continue  # another run took it over first
+            taken.append(info)
+        return taken
+
+    def _stale(self, path: str) -> bool:
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return False
+        mtime = info.get("mtime") or (info.get("LastModified").timestamp() if info.get("LastModified") else time.time())
+        return time.time() - float(mtime) > self.lease_s
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def release(self, trace_ids: list[str]) -> None:
+        paths = [self._claim(t) for t in trace_ids]
+        _rm_quiet(self.fs, paths)
+
+    def close_batch(self, info: BatchInfo, trace_ids: list[str]) -> None:
+        """Remove the batch's claims, then the batch folder (journal and leases) last."""
+        self.release(trace_ids)
+        _rm_quiet(self.fs, [self._batch_dir(info.batch_id)], recursive=True)
+        self._gen.pop(info.batch_id, None)
+
+
+def _rm_quiet(fs: AbstractFileSystem, paths: list[str], recursive: bool = False) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(p, recursive=recursive)
+
+
+@task(name="recover-batches", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, **STAGE)
+def recover_batches(claims: Claims) -> list[tuple[BatchInfo, list[str]]]:
+    """Take over batches left behind by crashed or stalled runs; returns each with its member traces."""
+    return [(info, claims.members(info)) for info in claims.orphans()]
+
+
+@task(name="claim-batch", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, **STAGE)
+def claim_batch(claims: Claims, run_id: str, trace_ids: list[str]) -> tuple[BatchInfo, list[str]]:
+    """Open a batch and claim its traces; returns the batch and the traces this run won."""
+    return claims.open_batch(run_id, trace_ids)

@@ -1,0 +1,239 @@
+"""The inbox side of ingest: list what is there, decide what is ready, load it, and clean up.
+
+A trace is *ready* when complete.json is there and chunks 0..chunk_count-1 all are; until then it
+is *pending* and left untouched. When chunks are still missing `grace_period_s` after complete.json
+arrived, the trace is *expired* and gets quarantined as `incomplete`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from fsspec import AbstractFileSystem
+from prefect import task
+from pydantic import ValidationError
+
+from lake.storage import join
+from schemas.errors import TraceRejected
+from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
+from schemas.manifest import Complete
+from schemas.settings import IngestSettings
+from schemas.types import TRACE_ID_RE
+from tasks._prefect import STAGE, retry_if_transient
+
+__all__ = [
+    "InboxObject",
+    "InboxScan",
+    "TraceBlobs",
+    "TraceListing",
+    "delete_trace_objects",
+    "load_traces",
+    "parse_complete",
+    "scan_inbox",
+]
+
+Status = Literal["ready", "pending", "expired", "rejected"]
+_TMP_PREFIX = ".prt-tmp-"  # in-flight local writes (lake.storage.put_immutable)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxObject:
+    key: str
+    """Path relative to the trace folder, e.g. `chunks/000000-ab12.jsonl`."""
+    path: str
+    """Full path for the filesystem."""
+    size: int
+    mtime: float
+    is_link: bool = False
+
+
+@dataclass
+class TraceListing:
+    trace_id: str
+    prefix: str
+    objects: dict[str, InboxObject] = field(default_factory=dict)
+    status: Status = "pending"
+    complete: Complete | None = None
+    problem: TraceRejected | None = None
+    """Why the trace is rejected before loading (bad complete.json, unsafe id)."""
+    missing_chunks: list[int] = field(default_factory=list)
+
+    @property
+    def event_count(self) -> int:
+        return self.complete.event_count if self.complete else 0
+
+    @property
+    def size(self) -> int:
+        return sum(o.size for o in self.objects.values())
+
+
+@dataclass
+class InboxScan:
+    traces: dict[str, TraceListing]
+    stray: list[InboxObject]
+    """Objects at the inbox root, outside any trace folder."""
+
+    def by_status(self, status: Status) -> list[TraceListing]:
+        return [t for t in self.traces.values() if t.status == status]
+
+
+@dataclass
+class TraceBlobs:
+    """The bytes of one trace's objects, as loaded for assembly. Oversized objects are not read."""
+
+    listing: TraceListing
+    blobs: dict[str, bytes]
+    skipped: dict[str, int] = field(default_factory=dict)
+    """key -> size of objects left unread because they are over a size limit."""
+
+    @property
+    def trace_id(self) -> str:
+        return self.listing.trace_id
+
+
+def _mtime(info: dict) -> float:
+    if "mtime" in info:
+        return float(info["mtime"])
+    lm = info.get("LastModified")
+    if isinstance(lm, datetime):
+        return lm.timestamp()
+    return time.time()
+
+
+def parse_complete(trace_id: str, data: bytes) -> Complete:
+    try:
+        return Complete.model_validate_json(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            raise TraceRejected(
+                "bad_json", f"trace {trace_id}: {COMPLETE} is not valid JSON ({err['msg']})", object_key=COMPLETE
+            ) from None
+        loc = ".".join(map(str, err["loc"])) or "(root)"
+        raise TraceRejected(
+            "schema_error", f"trace {trace_id}: {COMPLETE} field {loc}: {err['msg']}", object_key=COMPLETE
+        ) from None
+
+
+def scan_inbox(fs: AbstractFileSystem, root: str, settings: IngestSettings, *, now: float | None = None) -> InboxScan:
+    """List the inbox and classify every trace folder. Reads only the complete.json objects."""
+    now = time.time() if now is None else now
+    fs.invalidate_cache()
+    try:
+        found = fs.find(root, detail=True, withdirs=False)
+    except FileNotFoundError:
+        found = {}
+    traces: dict[str, TraceListing] = {}
+    stray: list[InboxObject] = []
+    for path, info in found.items():
+        rel = path[len(root) :].lstrip("/")
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith(_TMP_PREFIX):
+            continue
+        trace_id, _, key = rel.partition("/")
+        obj = InboxObject(key or rel, path, int(info.get("size") or 0), _mtime(info), bool(info.get("islink")))
+        if not key:
+            stray.append(obj)
+            continue
+        listing = traces.setdefault(trace_id, TraceListing(trace_id, join(root, trace_id)))
+        listing.objects[key] = obj
+
+    completes = [t for t in traces.values() if COMPLETE in t.objects]
+    if completes:
+        bodies = fs.cat([t.objects[COMPLETE].path for t in completes], on_error="return")
+        for t in completes:
+            body = bodies.get(t.objects[COMPLETE].path)
+            if isinstance(body, Exception):  # vanished between list and read: another run cleaned it up
+                t.objects.pop(COMPLETE)
+                continue
+            try:
+                t.complete = parse_complete(t.trace_id, body)
+            except TraceRejected as exc:
+                t.problem = exc
+    for t in traces.values():
+        _classify(t, now, settings)
+    return InboxScan(traces, stray)
+
+
+def _classify(t: TraceListing, now: float, settings: IngestSettings) -> None:
+    if not TRACE_ID_RE.match(t.trace_id):
+        t.status = "rejected"
+        t.problem = TraceRejected(
+            "unsafe_path", f"trace id {t.trace_id!r} is not a safe name (^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}$)"
+        )
+        return
+    if t.problem is not None:
+        t.status = "rejected"
+        return
+    if t.complete is None:
+        t.status = "pending"
+        return
+    present = {
+        c.seq for key in t.objects if key.startswith(CHUNKS_DIR + "/") and (c := parse_chunk_name(key[len(CHUNKS_DIR) + 1 :]))
+    }
+    t.missing_chunks = [s for s in range(t.complete.chunk_count) if s not in present]
+    if not t.missing_chunks:
+        t.status = "ready"
+    elif now - t.objects[COMPLETE].mtime > settings.grace_period_s:
+        t.status = "expired"
+    else:
+        t.status = "pending"
+
+
+def load_traces(fs: AbstractFileSystem, listings: Iterable[TraceListing], settings: IngestSettings) -> list[TraceBlobs]:
+    """Read the objects of `listings` in one concurrent request, leaving oversized or linked ones unread."""
+    out: list[TraceBlobs] = []
+    wanted: list[str] = []
+    for t in listings:
+        tb = TraceBlobs(t, {})
+        for key, obj in t.objects.items():
+            if obj.is_link:
+                continue  # never follow a link out of the inbox; assembly rejects it
+            limit = settings.max_chunk_bytes if key.startswith(CHUNKS_DIR + "/") else settings.max_artifact_bytes
+            if key in (MANIFEST, COMPLETE):
+                limit = 1 << 20
+            if obj.size > limit:
+                tb.skipped[key] = obj.size
+            else:
+                wanted.append(obj.path)
+        out.append(tb)
+    bodies = fs.cat(wanted, on_error="return") if wanted else {}
+    for tb in out:
+        for key, obj in tb.listing.objects.items():
+            body = bodies.get(obj.path)
+            if isinstance(body, bytes):
+                tb.blobs[key] = body
+    return out
+
+
+def delete_trace_objects(fs: AbstractFileSystem, listing: TraceListing) -> None:
+    """Remove a trace's inbox objects, complete.json last: a half-cleaned trace still looks finished,
+    never like a pending one."""
+    paths = [o.path for k, o in listing.objects.items() if k != COMPLETE]
+    if paths:
+        fs.rm(paths)
+    if COMPLETE in listing.objects:
+        fs.rm(listing.objects[COMPLETE].path)
+    fs.invalidate_cache(listing.prefix)
+    _prune_empty_dirs(fs, listing.prefix)
+
+
+def _prune_empty_dirs(fs: AbstractFileSystem, prefix: str) -> None:
+    """Object stores have no folders; on a local disk, remove the trace folder once it is empty."""
+    if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        return
+    for sub in (CHUNKS_DIR, "artifacts", ""):
+        # Not empty (a newer upload, or stray files) or already gone: leave it.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(prefix, sub) if sub else prefix)
+
+
+scan_inbox_task = task(name="scan-inbox", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, **STAGE)(
+    scan_inbox
+)

@@ -1,0 +1,502 @@
+"""Ingest one batch of traces: the stages that flows/ingest.py wires into Prefect tasks.
+
+    prepare  claim, load and assemble (bad traces become rejections, never exceptions)
+    build    rows for traces, events and metrics; redaction; the Great Expectations suites
+    commit   one Delta append per table (quarantine, events, metrics, traces last), each at most
+             once per batch through its app transaction
+    archive  raw objects into <lake>/raw/ and rejected ones into <lake>/quarantine/, verified
+    clean    inbox objects deleted (complete.json last), then the claims, then the batch folder
+
+A crash anywhere leaves the batch folder under <lake>/_ingest/; the next run takes it over and
+repeats the same batch (same id, start time and traces), which writes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+from fsspec import AbstractFileSystem
+from prefect import task
+
+from lake.tables import LakeTables
+from schemas.errors import TraceRejected
+from schemas.settings import IngestSettings
+from schemas.tables import EVENTS, METRICS, QUARANTINE, TRACES
+from tasks._prefect import STAGE, retry_if_transient
+from tasks.archive import ArchivePlan, archive_marker, archive_trace, move_to_quarantine, quarantine_marker
+from tasks.assemble import AssembledTrace, assemble_trace, parse_manifest
+from tasks.claims import BatchInfo, Claims, safe_key
+from tasks.frames import BatchStamp, empty_frame, events_frame, polars_schema, to_arrow, traces_frame
+from tasks.inbox import InboxObject, TraceListing, delete_trace_objects, load_traces
+from tasks.metrics import metrics_frame
+from tasks.privacy import pseudonym
+from tasks.redact import PREFILTER, redact_columns, redact_text
+from tasks.validate import check_expectations, expectation_frames
+
+__all__ = [
+    "BatchOutput",
+    "PreparedBatch",
+    "Rejection",
+    "archive_batch",
+    "build_batch",
+    "clean_batch",
+    "commit_batch",
+    "plan_batches",
+    "prepare_batch",
+    "stray_listing",
+]
+
+TEXT_COLUMNS = ("command", "stdout", "stderr", "diff_unified", "message", "text")
+TRACE_TEXT_COLUMNS = ("task_title", "task_description", "repo_origin")
+
+
+@dataclass
+class Rejection:
+    trace_id: str
+    reason: str
+    message: str
+    object_key: str | None = None
+    expectation: str | None = None
+    participant: str | None = None
+    listing: TraceListing | None = None
+
+    @property
+    def keep_raw(self) -> bool:
+        return self.reason != "consent_withdrawn"
+
+    def quarantine_id(self, batch_id: str) -> str:
+        return hashlib.sha256(f"{batch_id}\0{self.trace_id}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+    def folder(self, batch_id: str) -> str:
+        return f"{safe_key(self.trace_id)}/{self.quarantine_id(batch_id)}"
+
+
+@dataclass
+class PreparedBatch:
+    info: BatchInfo
+    resumed: bool
+    accepted: list[AssembledTrace] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    finished: list[TraceListing] = field(default_factory=list)
+    """Traces whose archive is already done (a resumed batch, or an identical re-upload): only the inbox is cleaned."""
+    vanished: list[str] = field(default_factory=list)
+    """Claimed traces whose objects were gone (another run finished them first)."""
+    listings: dict[str, TraceListing] = field(default_factory=dict)
+    claimed: list[str] = field(default_factory=list)
+    """Every trace whose claim names this batch; released at the end."""
+
+    @property
+    def stamp(self) -> BatchStamp:
+        return BatchStamp(self.info.batch_id, self.info.run_id, self.info.started_at)
+
+
+@dataclass
+class BatchOutput:
+    traces: pl.DataFrame
+    events: pl.DataFrame
+    metrics: pl.DataFrame
+    quarantine: pl.DataFrame
+    plans: dict[str, ArchivePlan]
+
+
+def stray_listing(root: str, obj: InboxObject) -> TraceListing:
+    """A stray object at the inbox root, dressed as a one-object trace so it can be quarantined."""
+    problem = TraceRejected("stray_object", f"{obj.key} lies at the inbox root, outside any trace folder", object_key=obj.key)
+    return TraceListing(obj.key, obj.path, {obj.key: obj}, status="rejected", problem=problem)
+
+
+def plan_batches(listings: Sequence[TraceListing], settings: IngestSettings) -> list[list[TraceListing]]:
+    """Group traces so that no batch exceeds the trace, event or byte limits (a lone huge trace still gets a batch)."""
+    batches: list[list[TraceListing]] = []
+    current: list[TraceListing] = []
+    events = size = 0
+    for t in sorted(listings, key=lambda t: t.trace_id):
+        if current and (
+            len(current) >= settings.batch_max_traces
+            or events + t.event_count > settings.batch_max_events
+            or size + t.size > settings.batch_max_bytes
+        ):
+            batches.append(current)
+            current, events, size = [], 0, 0
+        current.append(t)
+        events += t.event_count
+        size += t.size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _participant(blobs: dict[str, bytes], trace_id: str, key: str) -> str | None:
+    try:
+        m = parse_manifest(trace_id, blobs["manifest.json"])
+    except (KeyError, TraceRejected):
+        return None
+    return None if not m.session.consent else pseudonym(m.session.participant_id, key)
+
+
+def prepare_batch(
+    info: BatchInfo,
+    members: list[str],
+    listings: dict[str, TraceListing],
+    inbox_fs: AbstractFileSystem,
+    lake_fs: AbstractFileSystem,
+    lake_root: str,
+    tables: LakeTables,
+    settings: IngestSettings,
+    *,
+    resumed: bool,
+) -> PreparedBatch:
+    """Sort the batch's traces into accepted, rejected, finished and vanished, assembling the accepted."""
+    key = settings.pseudonym_key.get_secret_value()
+    out = PreparedBatch(info, resumed, claimed=list(members))
+    todo: list[TraceListing] = []
+    for tid in members:
+        listing = listings.get(tid)
+        if listing is None:
+            out.vanished.append(tid)
+            continue
+        out.listings[tid] = listing
+        if resumed and (
+            lake_fs.exists(archive_marker(lake_root, tid))
+            or lake_fs.exists(quarantine_marker(lake_root, Rejection(tid, "", "").folder(info.batch_id)))
+        ):
+            out.finished.append(listing)
+        elif listing.status in ("rejected", "expired"):
+            problem = listing.problem or TraceRejected(
+                "incomplete",
+                f"trace {tid}: chunks {listing.missing_chunks[:10]} still missing after the {settings.grace_period_s:.0f} s grace period",
+            )
+            out.rejected.append(Rejection(tid, problem.reason, str(problem), problem.object_key, listing=listing))
+        elif listing.status != "ready":
+            out.vanished.append(tid)  # no longer complete: another run is cleaning it up
+            out.listings.pop(tid)
+        else:
+            todo.append(listing)
+
+    known: dict[str, str] = {}
+    if todo and not resumed:
+        found = tables.lookup("traces", "trace_id", [t.trace_id for t in todo], ["trace_id", "chain_head"]).to_pylist()
+        known = {r["trace_id"]: r["chain_head"] for r in found}
+    for tb in load_traces(inbox_fs, todo, settings):
+        t = tb.listing
+        if any(k not in tb.blobs and k not in tb.skipped and not o.is_link for k, o in t.objects.items()):
+            out.vanished.append(t.trace_id)  # objects disappeared between listing and loading
+            out.listings.pop(t.trace_id)
+            continue
+        if t.trace_id in known:
+            if t.complete is not None and known[t.trace_id] == t.complete.chain_head:
+                out.finished.append(t)  # an identical re-upload of an ingested trace
+            else:
+                msg = f"trace {t.trace_id}: a trace with this id and another chain head is already in the lake; trace ids must be unique"
+                out.rejected.append(
+                    Rejection(
+                        t.trace_id,
+                        "duplicate_trace",
+                        msg,
+                        "complete.json",
+                        participant=_participant(tb.blobs, t.trace_id, key),
+                        listing=t,
+                    )
+                )
+            continue
+        try:
+            out.accepted.append(assemble_trace(tb, settings))
+        except TraceRejected as exc:
+            participant = None if exc.reason == "consent_withdrawn" else _participant(tb.blobs, t.trace_id, key)
+            out.rejected.append(Rejection(t.trace_id, exc.reason, str(exc), exc.object_key, participant=participant, listing=t))
+    return out
+
+
+# -- build ------------------------------------------------------------------------------------
+
+
+def _redact_json_strings(value):
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        pairs = [_redact_json_strings(v) for v in value]
+        return [p[0] for p in pairs], [h for p in pairs for h in p[1]]
+    if isinstance(value, dict):
+        pairs = {k: _redact_json_strings(v) for k, v in value.items()}
+        return {k: p[0] for k, p in pairs.items()}, [h for p in pairs.values() for h in p[1]]
+    return value, []
+
+
+def _redact_extra(df: pl.DataFrame, column: str, records: list[list[str]]) -> pl.DataFrame:
+    mask = df.get_column(column).str.contains(PREFILTER).fill_null(False)
+    if not mask.any():
+        return df
+    values = df.get_column(column).to_list()
+    for i in mask.arg_true().to_list():
+        new, hits = _redact_json_strings(json.loads(values[i]))
+        if hits:
+            values[i] = json.dumps(new, sort_keys=True, ensure_ascii=False)
+            records[i] += [f"{column}:{h}" for h in hits]
+    return df.with_columns(pl.Series(column, values, dtype=pl.String))
+
+
+def _redact_artifacts(trace: AssembledTrace, plan: ArchivePlan) -> None:
+    snapshot = trace.manifest.repo.snapshot.removeprefix("sha256:")
+    for hex_, data in trace.artifacts.items():
+        if hex_ == snapshot:
+            plan.artifacts[hex_] = data  # the repo itself: replayed byte for byte in QA
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            plan.artifacts[hex_] = data
+            continue
+        new, hits = redact_text(text)
+        if hits:
+            data = new.encode("utf-8")
+            new_hex = hashlib.sha256(data).hexdigest()
+            plan.renamed[hex_] = new_hex
+            hex_ = new_hex
+        plan.artifacts[hex_] = data
+
+
+def _archived_lines(plan: ArchivePlan, rows: list[dict], renamed_refs: dict[str, str]) -> None:
+    t = plan.trace
+    for row in rows:
+        seq = row["seq"]
+        obj = json.loads(t.lines[seq])
+        changed = False
+        for rec in row["redactions"] or []:
+            col = rec.split(":", 1)[0]
+            if col == "extra":
+                obj.update(json.loads(row["extra"]))
+            else:
+                obj[col] = row[col]
+            changed = True
+        for ref_col in ("stdout_ref", "stderr_ref"):
+            if obj.get(ref_col) in renamed_refs:
+                obj[ref_col] = renamed_refs[obj[ref_col]]
+                changed = True
+        if changed:
+            plan.lines[seq] = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            plan.line_rules[seq] = sorted({r.split(":", 1)[1] for r in row["redactions"] or []})
+
+
+def _archived_manifest(trace: AssembledTrace, row: dict) -> bytes:
+    data = trace.manifest.model_dump(mode="json")
+    data["session"]["participant_id"] = row["participant"]  # the pseudonym, never the id
+    data["task"]["title"] = row["task_title"]
+    data["task"]["description"] = row["task_description"]
+    data["repo"]["origin"] = row["repo_origin"]
+    if row["manifest_extra"]:
+        data.update(json.loads(row["manifest_extra"]))
+    return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def _quarantine_frame(rejected: list[Rejection], prep: PreparedBatch, raw_prefixes: dict[str, str | None]) -> pl.DataFrame:
+    if not rejected:
+        return empty_frame(QUARANTINE)
+    stamp = prep.stamp
+    rows = [
+        {
+            "trace_id": r.trace_id,
+            "quarantine_id": r.quarantine_id(stamp.batch_id),
+            "reason": r.reason,
+            "message": redact_text(r.message)[0],
+            "object_key": r.object_key,
+            "expectation": r.expectation,
+            "participant": r.participant,
+            "raw_prefix": raw_prefixes.get(r.trace_id),
+            "detected_at": stamp.started_at,
+            **stamp.columns(),
+        }
+        for r in rejected
+    ]
+    return pl.DataFrame(rows, schema=polars_schema(QUARANTINE))
+
+
+def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
+    """Rows for every table, redacted, checked by the Great Expectations suites.
+
+    Traces that break a suite move from `prep.accepted` to `prep.rejected`.
+    """
+    stamp = prep.stamp
+    key = settings.pseudonym_key.get_secret_value()
+    plans = {t.trace_id: ArchivePlan(t) for t in prep.accepted}
+    for t in prep.accepted:
+        _redact_artifacts(t, plans[t.trace_id])
+    renamed = {f"sha256:{a}": f"sha256:{b}" for p in plans.values() for a, b in p.renamed.items()}
+
+    events = events_frame(prep.accepted, stamp)
+    if renamed:
+        events = events.with_columns(pl.col(c).replace(renamed) for c in ("stdout_ref", "stderr_ref"))
+    events, records = redact_columns(events, TEXT_COLUMNS, list_columns=("failing_tests",))
+    events = _redact_extra(events, "extra", records)
+    events = events.with_columns(redactions=pl.Series("redactions", [r or None for r in records], dtype=pl.List(pl.String)))
+
+    traces = traces_frame(prep.accepted, stamp, key)
+    traces, trace_records = redact_columns(traces, TRACE_TEXT_COLUMNS)
+    traces = _redact_extra(traces, "manifest_extra", trace_records)
+    per_trace = Counter()
+    for tid, recs in zip(events.get_column("trace_id").to_list(), records, strict=True):
+        per_trace[tid] += len(recs)
+    traces = traces.with_columns(
+        redaction_count=pl.Series(
+            [per_trace[t] + len(r) for t, r in zip(traces.get_column("trace_id").to_list(), trace_records, strict=True)],
+            dtype=pl.Int32,
+        )
+    )
+    metrics = metrics_frame(events, traces)
+
+    failures = check_expectations(expectation_frames(events, traces, metrics))
+    if failures:
+        for t in list(prep.accepted):
+            if t.trace_id in failures:
+                name, message = failures[t.trace_id]
+                prep.accepted.remove(t)
+                listing = prep.listings[t.trace_id]
+                prep.rejected.append(
+                    Rejection(
+                        t.trace_id, "expectation_failed", message, None, name, _participant(t.objects, t.trace_id, key), listing
+                    )
+                )
+                plans.pop(t.trace_id)
+        keep = pl.col("trace_id").is_in(list(plans))
+        events, traces, metrics = events.filter(keep), traces.filter(keep), metrics.filter(keep)
+
+    # Archived lines and manifests carry exactly the redacted values of the rows.
+    changed = events.filter(
+        pl.col("redactions").is_not_null()
+        | pl.col("stdout_ref").is_in(list(renamed.values()))
+        | pl.col("stderr_ref").is_in(list(renamed.values()))
+    )
+    for tid, group in changed.group_by("trace_id"):
+        _archived_lines(plans[tid[0]], group.to_dicts(), renamed)
+    for row in traces.to_dicts():
+        plans[row["trace_id"]].manifest = _archived_manifest(plans[row["trace_id"]].trace, row)
+
+    raw_prefixes = {r.trace_id: (f"quarantine/{r.folder(stamp.batch_id)}" if r.keep_raw else None) for r in prep.rejected}
+    return BatchOutput(traces, events, metrics, _quarantine_frame(prep.rejected, prep, raw_prefixes), plans)
+
+
+# -- commit, archive, clean -------------------------------------------------------------------
+
+
+def commit_batch(prep: PreparedBatch, out: BatchOutput, tables: LakeTables, claims: Claims) -> dict[str, bool]:
+    """One append per table, traces last; each skipped when this batch already committed it."""
+    app_id = f"prt-ingest:{prep.info.batch_id}"
+    meta = {"batch_id": prep.info.batch_id, "pipeline_run_id": prep.info.run_id, "prt_operation": "ingest"}
+    written = {}
+    for spec, df in ((QUARANTINE, out.quarantine), (EVENTS, out.events), (METRICS, out.metrics), (TRACES, out.traces)):
+        if df.is_empty():
+            written[spec.name] = False
+            continue
+        claims.renew(prep.info.batch_id)
+        _fault(f"before_commit:{spec.name}")
+        written[spec.name] = tables.append(spec, to_arrow(df, spec), app_id=app_id, metadata=meta)
+        _fault(f"after_commit:{spec.name}")
+    return written
+
+
+def archive_batch(
+    prep: PreparedBatch, out: BatchOutput, inbox_fs: AbstractFileSystem, lake_fs: AbstractFileSystem, lake_root: str
+) -> None:
+    for plan in out.plans.values():
+        archive_trace(lake_fs, lake_root, plan, prep.info.batch_id)
+    for r in prep.rejected:
+        note = {"batch_id": prep.info.batch_id, "reason": r.reason, "trace_id": r.trace_id}
+        move_to_quarantine(inbox_fs, lake_fs, lake_root, r.folder(prep.info.batch_id), r.listing, keep=r.keep_raw, note=note)
+    _fault("after_archive")
+
+
+def clean_batch(prep: PreparedBatch, inbox_fs: AbstractFileSystem, claims: Claims) -> None:
+    """Delete the batch's inbox objects (all copied and verified by now), then release the batch."""
+    _fault("before_inbox_delete")
+    for listing in [*(prep.listings[t.trace_id] for t in prep.accepted), *(r.listing for r in prep.rejected), *prep.finished]:
+        delete_trace_objects(inbox_fs, listing)
+    _fault("after_inbox_delete")
+    claims.close_batch(prep.info, prep.claimed)
+
+
+def _fault(point: str) -> None:
+    """Crash-test hook: PRT_FAULT_AT=<point> kills this process with SIGKILL at that point."""
+    if os.environ.get("PRT_FAULT_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest run did, per trace; printed by `prt ingest` and published as Prefect artifacts."""
+
+    ingested: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, str, str]] = field(default_factory=list)
+    """(trace_id, reason, message)"""
+    cleaned: list[str] = field(default_factory=list)
+    """Already in the lake (identical re-upload or a resumed batch): inbox objects removed."""
+    pending: list[str] = field(default_factory=list)
+    in_progress: list[str] = field(default_factory=list)
+    """Claimed by another run right now."""
+    batches: int = 0
+    resumed_batches: int = 0
+    events: int = 0
+
+    def add(self, prep: PreparedBatch, out: BatchOutput) -> None:
+        self.batches += 1
+        self.resumed_batches += prep.resumed
+        self.ingested += [t.trace_id for t in prep.accepted]
+        self.events += out.events.height
+        self.quarantined += [(r.trace_id, r.reason, r.message) for r in prep.rejected]
+        self.cleaned += [t.trace_id for t in prep.finished]
+
+    def reasons(self) -> Counter:
+        return Counter(reason for _, reason, _ in self.quarantined)
+
+    def rows(self) -> list[dict[str, str]]:
+        """One row per trace: what happened to it."""
+        rows = [{"trace_id": t, "outcome": "ingested", "reason": "", "detail": ""} for t in self.ingested]
+        rows += [{"trace_id": t, "outcome": "quarantined", "reason": r, "detail": m} for t, r, m in self.quarantined]
+        rows += [
+            {"trace_id": t, "outcome": "already ingested", "reason": "", "detail": "inbox copy removed"} for t in self.cleaned
+        ]
+        rows += [
+            {"trace_id": t, "outcome": "pending", "reason": "", "detail": "waiting for complete.json or chunks"}
+            for t in self.pending
+        ]
+        rows += [
+            {"trace_id": t, "outcome": "in progress", "reason": "", "detail": "claimed by another run"} for t in self.in_progress
+        ]
+        return sorted(rows, key=lambda r: (r["outcome"], r["trace_id"]))
+
+    def markdown(self) -> str:
+        lines = [
+            "# Ingest",
+            "",
+            f"- ingested: **{len(self.ingested)}** traces, {self.events} events, in {self.batches} batches ({self.resumed_batches} resumed)",
+            f"- quarantined: **{len(self.quarantined)}**",
+            f"- already in the lake (inbox cleaned): {len(self.cleaned)}",
+            f"- pending: {len(self.pending)} · in progress elsewhere: {len(self.in_progress)}",
+        ]
+        if self.quarantined:
+            lines += ["", "| reason | traces |", "| --- | --- |"]
+            lines += [f"| {reason} | {n} |" for reason, n in sorted(self.reasons().items())]
+        return "\n".join(lines) + "\n"
+
+
+# -- Prefect tasks: the stage functions above plus retries and names ------------------------------
+
+prepare_batch_task = task(name="prepare-batch", **STAGE)(prepare_batch)
+build_batch_task = task(name="build-batch", **STAGE)(build_batch)
+commit_batch_task = task(
+    name="commit-batch", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
+)(commit_batch)
+archive_batch_task = task(
+    name="archive-batch", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
+)(archive_batch)
+clean_batch_task = task(
+    name="clean-batch", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
+)(clean_batch)

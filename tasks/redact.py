@@ -1,0 +1,180 @@
+"""Secret redaction before anything reaches the lake.
+
+Two layers: precise rules for the common token formats (AWS keys, GitHub, OpenAI, Slack and
+GitLab tokens, private-key blocks, JWTs, passwords in URLs, ...), then the detectors of
+detect-secrets (a maintained catalogue of ~25 credential formats and a keyword heuristic) on
+what is left. Both only run where a cheap prefilter matches: the prefilter is a single
+Rust-regex-compatible pattern that polars evaluates column-wise over a whole batch, and a test
+proves it matches every line that either layer would redact.
+
+A secret is replaced by `[REDACTED:<rule>]`; callers record `field:rule` per event, never the secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+
+__all__ = ["PREFILTER", "RULES", "Rule", "redact_columns", "redact_text"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: re.Pattern[str]
+    group: int = 0
+    """Which group is the secret (0: the whole match)."""
+
+
+def _rule(name: str, pattern: str, group: int = 0, flags: int = 0) -> Rule:
+    return Rule(name, re.compile(pattern, flags), group)
+
+
+RULES: tuple[Rule, ...] = (
+    _rule(
+        "private_key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        flags=re.S,
+    ),
+    _rule("aws_access_key_id", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    _rule(
+        "aws_secret_access_key",
+        r"(?i)aws.{0,20}?(?:secret|key|pwd|pw|password|pass|token).{0,20}?[\s\"'=:]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
+        1,
+    ),
+    _rule("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9_]{30,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+    _rule("gitlab_token", r"\b(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent)-[A-Za-z0-9_-]{20,1024}"),
+    _rule("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    _rule("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    _rule("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]+"),
+    _rule("stripe_key", r"\b[rs]k_live_[0-9A-Za-z]{16,}"),
+    _rule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_.+/=-]*"),
+    _rule("url_password", r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@", 1),
+)
+
+# Every rule above and every detect-secrets detector needs one of these fragments to match, so a
+# text without any of them needs no further look. Kept to the syntax shared by Python's `re` and
+# Rust's `regex` (no look-around), so polars can evaluate it. tests/tasks/test_redact.py proves
+# the superset property against both layers.
+PREFILTER = (
+    r"(?i:-----begin|aws|a3t[a-z0-9]|akia|asia|abia|acca|gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent)-"
+    r"|gr1348941|sk-|xox[abposr]-|hooks\.slack|[rs]k_live_|eyj|://[^/\s]*@|accountkey=|akc[a-z0-9]|ap[0-9a-f][a-z0-9]{8}"
+    r"|sg\.|sq0csp-|pypi-|_authtoken|-us[0-9]|[mno][a-z0-9_-]{23,25}\.|[0-9]{8,10}:[a-z0-9_-]{35}|ac[a-z0-9]{32}|sk[a-z0-9]{32}"
+    r"|key|pass|pwd|secret|token|contrase)"
+)
+_PREFILTER_RE = re.compile(PREFILTER)
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.~]*")
+
+
+def _mark(rule: str) -> str:
+    return f"[REDACTED:{rule}]"
+
+
+@cache
+def _detectors() -> tuple:
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    # Entropy detectors flag every hash and test fixture in a diff (and would break replay);
+    # public IP addresses are not secrets.
+    skip = {"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"}
+    return tuple(cls() for cls in get_mapping_from_secret_type_to_class().values() if cls.__name__ not in skip)
+
+
+def _detector_rule(plugin) -> str:
+    return "ds_" + re.sub(r"(?<!^)(?=[A-Z])", "_", type(plugin).__name__.removesuffix("Detector")).lower()
+
+
+def _expand(line: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a reported secret to the whole token around it: detectors sometimes report a prefix."""
+    while start > 0 and _TOKEN_CHARS.fullmatch(line[start - 1]) and line[start - 1] not in "=":
+        start -= 1
+    m = _TOKEN_CHARS.match(line, end)
+    return start, m.end() if m else end
+
+
+def _redact_detected(text: str, hits: list[str]) -> str:
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not _PREFILTER_RE.search(line):
+            continue
+        for plugin in _detectors():
+            for secret in plugin.analyze_line(filename="trace", line=line, line_number=i + 1):
+                value = secret.secret_value
+                if not value or value.startswith("[REDACTED"):
+                    continue
+                pos = line.find(value)
+                while pos >= 0:
+                    start, end = _expand(line, pos, pos + len(value))
+                    rule = _detector_rule(plugin)
+                    line = line[:start] + _mark(rule) + line[end:]
+                    hits.append(rule)
+                    pos = line.find(value, start + len(_mark(rule)))
+        lines[i] = line
+    return "\n".join(lines)
+
+
+def redact_text(text: str) -> tuple[str, list[str]]:
+    """`text` with secrets replaced, and the names of the rules that fired (one per secret)."""
+    if not text or not _PREFILTER_RE.search(text):
+        return text, []
+    hits: list[str] = []
+    for rule in RULES:
+
+        def _sub(m: re.Match[str], rule: Rule = rule) -> str:
+            hits.append(rule.name)
+            if rule.group == 0:
+                return _mark(rule.name)
+            s, e = m.span(rule.group)
+            return m.string[m.start() : s] + _mark(rule.name) + m.string[e : m.end()]
+
+        text = rule.pattern.sub(_sub, text)
+    text = _redact_detected(text, hits)
+    return text, hits
+
+
+def redact_columns(
+    df: pl.DataFrame, columns: Iterable[str], *, list_columns: Iterable[str] = ()
+) -> tuple[pl.DataFrame, list[list[str]]]:
+    """Redact string columns (and list-of-string columns) of `df`.
+
+    Returns the new frame and, per row, the `column:rule` records of what was redacted.
+    Only rows whose cells match the prefilter are touched in Python; the rest stay columnar.
+    """
+    records: list[list[str]] = [[] for _ in range(df.height)]
+    updates: dict[str, pl.Series] = {}
+    for col in columns:
+        if col not in df.columns:
+            continue
+        mask = df.get_column(col).str.contains(PREFILTER).fill_null(False)
+        if not mask.any():
+            continue
+        values = df.get_column(col).to_list()
+        for i in mask.arg_true().to_list():
+            new, hits = redact_text(values[i])
+            if hits:
+                values[i] = new
+                records[i] += [f"{col}:{h}" for h in hits]
+        updates[col] = pl.Series(col, values, dtype=pl.String)
+    for col in list_columns:
+        if col not in df.columns:
+            continue
+        joined = df.get_column(col).list.join("\n").fill_null("")
+        mask = joined.str.contains(PREFILTER)
+        if not mask.any():
+            continue
+        values = df.get_column(col).to_list()
+        for i in mask.arg_true().to_list():
+            new_items = []
+            for item in values[i]:
+                new, hits = redact_text(item)
+                new_items.append(new)
+                records[i] += [f"{col}:{h}" for h in hits]
+            values[i] = new_items
+        updates[col] = pl.Series(col, values, dtype=pl.List(pl.String))
+    if updates:
+        df = df.with_columns(list(updates.values()))
+    return df, records

@@ -1,0 +1,92 @@
+"""Run the Great Expectations suites (expectations/suites.py) on a batch's frames, not per event.
+
+Returns the traces that broke a rule, with the rule's name and a message; the batch quarantines
+those traces (reason `expectation_failed`) and keeps the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from functools import cache
+from typing import Any
+
+import polars as pl
+
+from expectations.suites import RULES
+
+__all__ = ["check_expectations", "expectation_frames"]
+
+
+def expectation_frames(events: pl.DataFrame, traces: pl.DataFrame, metrics: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The narrow frames the rules look at (only the columns they need, so conversion stays cheap)."""
+    window = traces.select("trace_id", "started_at", "ended_at")
+    ev = events.select("trace_id", "seq", "event_id", "type", "line_sha256", "ts").join(window, on="trace_id", how="left")
+    ev = ev.select(
+        "trace_id",
+        "seq",
+        "event_id",
+        "type",
+        "line_sha256",
+        from_start_s=(pl.col("ts") - pl.col("started_at")).dt.total_microseconds() / 1e6,
+        to_end_s=(pl.col("ts") - pl.col("ended_at")).dt.total_microseconds() / 1e6,
+    )
+    tr = traces.select(
+        "trace_id", "participant", duration_s=(pl.col("ended_at") - pl.col("started_at")).dt.total_microseconds() / 1e6
+    )
+    typed = ["n_file_edits", "n_cmd_runs", "n_test_runs", "n_commits", "n_notes"]
+    me = metrics.select("trace_id", uncounted_events=pl.col("n_events") - pl.sum_horizontal(typed))
+    return {"events": ev, "traces": tr, "metrics": me}
+
+
+@cache
+def _validations() -> dict[str, Any]:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("prt")
+    out = {}
+    for frame in sorted({r.frame for r in RULES}):
+        batch = source.add_dataframe_asset(frame).add_batch_definition_whole_dataframe(f"{frame}-batch")
+        suite = context.suites.add(gx.ExpectationSuite(name=f"prt.{frame}"))
+        for rule in (r for r in RULES if r.frame == frame):
+            suite.add_expectation(getattr(gx.expectations, rule.expectation)(**rule.kwargs, meta={"name": rule.name}))
+        out[frame] = context.validation_definitions.add(gx.ValidationDefinition(name=f"prt.{frame}", data=batch, suite=suite))
+    return out
+
+
+def check_expectations(frames: dict[str, pl.DataFrame]) -> dict[str, tuple[str, str]]:
+    """trace_id -> (rule name, message) for every trace that breaks a rule (first rule wins)."""
+    failures: dict[str, tuple[str, str]] = {}
+    for frame, validation in _validations().items():
+        df = frames[frame]
+        if df.is_empty():
+            continue
+        result = validation.run(
+            batch_parameters={"dataframe": df.to_pandas()},
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["trace_id"]},
+        )
+        if result.success:
+            continue
+        for res in result.results:
+            if res.success:
+                continue
+            name = res.expectation_config.meta["name"]
+            bad: dict[str, list[Any]] = defaultdict(list)
+            for row in res.result.get("unexpected_index_list") or []:
+                tid = row["trace_id"]
+                bad[tid].append({k: getattr(v, "item", lambda v=v: v)() for k, v in row.items() if k != "trace_id"})
+            for tid, rows in bad.items():
+                if tid in failures:
+                    continue
+                sample = ", ".join(str(r) for r in rows[:3])
+                failures[tid] = (
+                    name,
+                    f"trace {tid}: Great Expectations rule {name} failed on {len(rows)} {frame} row(s): {sample}",
+                )
+    return failures

@@ -1,0 +1,62 @@
+"""The bad-input corpus (tests/corpus.py) in one ingest run beside good traces: every case ends in
+quarantine with its reason and a message naming the trace, and the good traces are untouched."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from flows.ingest import ingest_inbox
+from lake import Lake
+from schemas.errors import QUARANTINE_REASONS
+from schemas.settings import get_ingest_settings
+from tests.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY
+from tests.tracegen import objects, write_trace
+
+
+@pytest.fixture
+def corpus_limits(monkeypatch):
+    for k, v in LIMITS.items():
+        monkeypatch.setenv(k, v)
+    get_ingest_settings.cache_clear()
+    yield
+    get_ingest_settings.cache_clear()
+
+
+def test_every_reason_code_has_a_case():
+    covered = {reason for _, reason in [*CASES.values(), *LOCAL_ONLY.values(), *S3_ONLY.values()]}
+    assert covered == QUARANTINE_REASONS - {"duplicate_trace"}  # needs a lake that already holds the trace: test_ingest.py
+    assert len(CASES) >= 40
+
+
+def test_corpus_is_quarantined_and_good_traces_are_not_affected(storage_url, request, prefect_api, corpus_limits):
+    inbox, lake = storage_url("inbox"), storage_url("lake")
+    local = not inbox.startswith("s3://")
+    cases = {**CASES, **(LOCAL_ONLY if local else S3_ONLY)}
+    for build, _ in cases.values():
+        build(inbox)
+    write_trace(inbox, "good-one")
+    write_trace(inbox, "good-two", compress=True)
+
+    summary = ingest_inbox(inbox=inbox, lake=lake, grace_period_s=0)
+
+    assert sorted(summary.ingested) == ["good-one", "good-two"]
+    lk = Lake(lake)
+    assert lk.traces().select(pl.len()).collect().item() == 2
+    assert lk.events().select(pl.len()).collect().item() == 14
+    got = {r["trace_id"]: r for r in lk.quarantine().collect().to_dicts()}
+    assert len(got) == len(cases)
+    for name, (_, reason) in cases.items():
+        row = next((r for r in got.values() if _case_of(r["trace_id"]) == name), None)
+        assert row is not None, f"case {name} left no quarantine row"
+        assert row["reason"] == reason, f"case {name}: {row['reason']} ({row['message']}), expected {reason}"
+        if row["trace_id"] != "README.txt":
+            assert row["trace_id"] in row["message"], row["message"]
+        if reason == "expectation_failed":
+            assert row["expectation"] and row["expectation"] in row["message"]
+    assert objects(inbox) == {}  # nothing is left behind, nothing good was lost
+
+
+def _case_of(trace_id: str) -> str:
+    special = {"README.txt": "stray-at-root", "-leading-dash": "unsafe-trace-id", "has space": "trace-id-with-space"}
+    return special.get(trace_id, trace_id.removeprefix("bad-"))

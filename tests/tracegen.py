@@ -1,0 +1,143 @@
+"""Build small valid traces for tests with the real SDK, and tamper with their objects afterwards."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from client.snapshot import snapshot_dir
+from client.writer import TraceWriter
+from lake.storage import fs_for, join
+from tests.conftest import REPO
+
+T0 = 1_760_000_000.0
+SNAPSHOT = snapshot_dir(REPO / "examples" / "repos" / "calculator")
+
+
+def manifest(trace_id: str, *, consent: bool = True, participant: str = "dev-test", **over) -> dict:
+    m = {
+        "trace_id": trace_id,
+        "session": {"participant_id": participant, "consent": consent},
+        "task": {"id": "T-1", "title": "Fix mean()", "description": "mean is wrong"},
+        "repo": {"origin": "https://example.org/calculator.git", "start_commit": "abc123"},
+        "environment": {"os": "linux", "python_version": "3.11"},
+        "qa": {"test_command": "python -m pytest -q", "timeout_s": 60},
+        "client": {"name": "tests", "version": "0"},
+        "started_at": "2025-10-09T08:53:20Z",
+    }
+    m.update(over)
+    return m
+
+
+def write_trace(
+    inbox: str,
+    trace_id: str,
+    *,
+    n_notes: int = 2,
+    complete: bool = True,
+    compress: bool = False,
+    chunk_max_events: int = 3,
+    consent: bool = True,
+    participant: str = "dev-test",
+    texts: dict[str, str] | None = None,
+) -> TraceWriter:
+    """A small valid session: notes, a failing run, an edit, a passing run, a commit.
+
+    `texts` overrides free-text fields (note, command, stdout, stderr, diff_note, message) to plant content.
+    """
+    texts = texts or {}
+    clock = iter(T0 + i for i in range(10_000))
+    w = TraceWriter(
+        inbox,
+        manifest(trace_id, consent=consent, participant=participant),
+        snapshot=SNAPSHOT,
+        chunk_max_events=chunk_max_events,
+        compress=compress,
+        clock=lambda: next(clock),
+    )
+    w.open()
+    for i in range(n_notes):
+        w.note("observation" if i else "hypothesis", texts.get("note", f"note {i}: the divisor looks off"))
+    w.cmd_run(
+        texts.get("command", "python -m pytest -q"),
+        exit_code=1,
+        duration_s=0.4,
+        stdout=texts.get("stdout", "1 failed\n"),
+        stderr=texts.get("stderr", ""),
+    )
+    w.test_run(
+        "pytest", "python -m pytest -q", passed=2, failed=1, duration_s=0.4, failing_tests=["tests/test_stats.py::test_mean"]
+    )
+    before = (REPO / "examples" / "repos" / "calculator" / "stats.py").read_text()
+    after = before.replace("(len(values) - 1)", "len(values)")
+    if "diff_note" in texts:
+        after += f"# {texts['diff_note']}\n"
+    w.edit_file("stats.py", before, after)
+    w.test_run("pytest", "python -m pytest -q", passed=4, failed=0, duration_s=0.3)
+    w.commit("abcdef1", texts.get("message", "Fix mean"))
+    if complete:
+        w.close()
+    else:
+        w.flush()
+    return w
+
+
+def objects(url: str, trace_id: str | None = None) -> dict[str, bytes]:
+    """Every object under `url` (or one trace folder), by path relative to it."""
+    fs, root = fs_for(url)
+    fs.invalidate_cache()
+    base = join(root, trace_id) if trace_id else root
+    try:
+        found = fs.find(base)
+    except FileNotFoundError:
+        return {}
+    return {p[len(base) + 1 :]: fs.cat_file(p) for p in found}
+
+
+def put(url: str, key: str, data: bytes) -> None:
+    """Write an object, overwriting: test-only tampering that the SDK would refuse."""
+    fs, root = fs_for(url)
+    fs.pipe_file(join(root, key), data)
+    fs.invalidate_cache()
+
+
+def remove(url: str, key: str) -> None:
+    fs, root = fs_for(url)
+    fs.rm(join(root, key))
+    fs.invalidate_cache()
+
+
+def chunk_keys(url: str, trace_id: str) -> list[str]:
+    return sorted(k for k in objects(url, trace_id) if k.startswith("chunks/"))
+
+
+def read_lines(data: bytes, key: str) -> list[bytes]:
+    return (gzip.decompress(data) if key.endswith(".gz") else data).splitlines()
+
+
+def local_path(url: str) -> Path:
+    return Path(url)
+
+
+def lake_text(url: str) -> str:
+    """Everything stored under `url` as searchable text: parquet files decoded, gzip objects unpacked.
+
+    A secret compressed inside a parquet page would not show up in the raw bytes, so searching
+    raw bytes alone could miss it; this decodes every file the way a reader would.
+    """
+    import io
+
+    import pyarrow.parquet as pq
+
+    parts = []
+    for key, data in objects(url).items():
+        if key.endswith(".parquet"):
+            parts.append(str(pq.read_table(io.BytesIO(data)).to_pylist()))
+        elif data[:2] == b"\x1f\x8b":
+            try:
+                parts.append(gzip.decompress(data).decode("utf-8", "replace"))
+            except (OSError, EOFError):
+                parts.append(data.decode("utf-8", "replace"))
+        else:
+            parts.append(data.decode("utf-8", "replace"))
+    return "\n".join(parts)
