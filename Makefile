@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint examples image lock clean
+.PHONY: install demo test lint examples image lock clean deploy
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ examples: install
 
 image:
 	docker/build-offline.sh
+
+# Register the deployments of prefect.yaml with the Prefect server at $PREFECT_API_URL.
+deploy: install
+	$(BIN)/prefect work-pool create process --type process --overwrite >/dev/null
+	PRT_PROJECT_DIR=$(CURDIR) $(BIN)/prefect --no-prompt deploy --all
 
 lock: install
 	(echo "# Constraints for 'pip install -c requirements.lock -e .[dev]' (Python 3.11, Linux x86_64)."; \

@@ -8,7 +8,7 @@ from prefect.utilities.annotations import quote
 
 from lake.storage import fs_for
 from lake.tables import LakeTables
-from schemas.settings import get_ingest_settings, get_settings
+from schemas.settings import DEV_PSEUDONYM_KEY, get_ingest_settings, get_settings
 from tasks.claims import Claims, claim_batch, recover_batches, safe_key
 from tasks.inbox import scan_inbox_task
 from tasks.ingest import (
@@ -45,6 +45,8 @@ def ingest_inbox(
     settings = get_ingest_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     run_id = flow_run.get_id() or "local"
     logger = get_run_logger()
+    if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
+        logger.warning("PRT_PSEUDONYM_KEY is not set: participant pseudonyms use the public development key")
 
     inbox_fs, inbox_root = fs_for(inbox)
     lake_fs, lake_root = fs_for(lake)
