@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   install into .venv, then run the main job on embedded defaults (prt demo)
-#   make test   install into .venv, then run the whole test suite
+#   make demo   install into .venv and the sandboxes, then run the main job on embedded defaults (prt demo)
+#   make test   install into .venv and the sandboxes, then run the whole test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint examples image lock clean deploy
+.PHONY: install sandbox demo test lint examples image lock clean deploy
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,19 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
-demo: install
+# The sandboxes the machine supports: Docker (+ gVisor) and the bubblewrap rootfs. Needs root on
+# Debian; elsewhere it says what is missing and carries on (QA then uses what can run, or stops).
+sandbox:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  docker/setup-host.sh && docker/build-offline.sh; \
+	else \
+	  echo "make sandbox: not root on Debian; install docker, bubblewrap and debootstrap yourself, then run docker/build-offline.sh"; \
+	fi
+
+demo: install sandbox
 	$(BIN)/prt demo
 
-test: install
+test: install sandbox
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -32,7 +41,7 @@ examples: install
 	$(BIN)/python examples/make_examples.py
 
 image:
-	docker/build-offline.sh
+	PRT_REBUILD_IMAGE=1 docker/build-offline.sh
 
 # Register the deployments of prefect.yaml with the Prefect server at $PREFECT_API_URL.
 deploy: install

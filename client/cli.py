@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -86,24 +87,77 @@ def ingest(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     _print_ingest(ingest_inbox(inbox=_inbox(inbox), lake=_lake(lake)))
 
 
+def _print_qa(summary) -> None:
+    from rich.table import Table
+
+    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(summary.verdicts().items())) or "nothing new"
+    console.print(f"[bold]qa[/bold] ({summary.backend}): {verdicts}; {len(summary.already)} already verified")
+    if summary.rows:
+        table = Table("trace", "verdict", "FAIL_TO_PASS", "reason", box=None)
+        for r in sorted(summary.rows, key=lambda r: r["trace_id"]):
+            table.add_row(r["trace_id"], r["verdict"], str(len(r["fail_to_pass"])), r["verdict_reason"])
+        console.print(table)
+
+
+TraceIdsOpt = Annotated[
+    list[str] | None, typer.Option("--trace-id", help="Only these traces (repeat the option).", show_default=False)
+]
+SandboxOpt = Annotated[
+    str | None, typer.Option("--sandbox", help="auto | docker | namespace (default: $PRT_SANDBOX or auto).", show_default=False)
+]
+
+
+@app.command()
+def qa(
+    lake: LakeOpt = None,
+    trace_id: TraceIdsOpt = None,
+    sandbox: SandboxOpt = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="Sandboxes at once (default: $PRT_SANDBOX_PARALLEL or 2).", show_default=False)
+    ] = None,
+    reruns: Annotated[
+        int | None, typer.Option(help="Extra runs of the after state to flag flaky tests.", show_default=False)
+    ] = None,
+) -> None:
+    """Verify traces in a sandbox: tests before and after the recorded edits, FAIL_TO_PASS, verdict."""
+    from flows.qa import verify_traces
+
+    _print_qa(verify_traces(lake=_lake(lake), trace_ids=trace_id or None, sandbox=sandbox, parallel=parallel, reruns=reruns))
+
+
+@app.command()
+def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = None) -> None:
+    """Ingest the inbox, then verify the new traces (the scheduled job)."""
+    from flows.process import process_inbox
+
+    result = process_inbox(inbox=_inbox(inbox), lake=_lake(lake), sandbox=sandbox)
+    _print_ingest(result.ingest)
+    _print_qa(result.qa)
+
+
 @app.command()
 def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     """Upload the three example sessions into the inbox and run the pipeline on them."""
     from client.upload import find_trace_dirs, upload_trace_dir
-    from flows.ingest import ingest_inbox
+    from flows.process import process_inbox
 
     examples = Path(__file__).resolve().parent.parent / "examples" / "traces"
     target_inbox, target_lake = _inbox(inbox), _lake(lake)
     for folder in find_trace_dirs(examples):
         upload_trace_dir(folder, target_inbox)
     console.print(f"uploaded the example sessions to {target_inbox}")
-    _print_ingest(ingest_inbox(inbox=target_inbox, lake=target_lake))
+    result = process_inbox(inbox=target_inbox, lake=target_lake)
+    _print_ingest(result.ingest)
+    _print_qa(result.qa)
     console.print(
         f"\nThe lake is at {target_lake}. Read it with:  python -c \"from lake import Lake; print(Lake('{target_lake}').traces().collect())\""
     )
 
 
 def main() -> None:
+    # Offline by default: no telemetry from Prefect or Great Expectations (override in the environment).
+    for key, value in (("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("GX_ANALYTICS_ENABLED", "false")):
+        os.environ.setdefault(key, value)
     try:
         app()
     except PrtError as exc:

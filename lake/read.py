@@ -48,3 +48,6 @@ class Lake:
 
     def quarantine(self) -> pl.LazyFrame:
         return self.table("quarantine")
+
+    def qa_runs(self) -> pl.LazyFrame:
+        return self.table("qa_runs")

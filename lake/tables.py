@@ -113,6 +113,26 @@ class LakeTables:
         )
         return True
 
+    def insert_new(self, spec: TableSpec, data: pa.Table, *, metadata: dict[str, Any]) -> int:
+        """Insert the rows of `data` whose key is not in the table yet (a Delta MERGE on the spec's
+        keys); returns how many were inserted. Safe to repeat and to race: a concurrent commit makes
+        the merge retry against the new table state."""
+        if data.num_rows == 0:
+            return 0
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
+        props = CommitProperties(custom_metadata={"code_version": CODE_VERSION, **{k: str(v) for k, v in metadata.items()}})
+
+        def merge() -> int:
+            dt = self.ensure(spec)
+            result = (
+                dt.merge(_conform(dt, spec, data), predicate, source_alias="s", target_alias="t", commit_properties=props)
+                .when_not_matched_insert_all()
+                .execute()
+            )
+            return int(result.get("num_target_rows_inserted", 0))
+
+        return self._retry(merge, attempts=8)
+
     @staticmethod
     def _retry(fn, attempts: int = 5):
         for i in range(attempts):

@@ -62,12 +62,17 @@ class SandboxSettings(BaseSettings):
         description="Sandbox back-end (PRT_SANDBOX); auto picks docker when an engine answers.",
     )
     image: str = Field("prt-sandbox:1", description="Default docker image for verification.")
+    rootfs: str = Field("/var/lib/prt/rootfs", description="Root filesystem of the namespace back-end (docker/build-rootfs.sh).")
     runtime: str | None = Field(None, description="Docker runtime, e.g. `runsc` for gVisor; the daemon's default when unset.")
     memory_mb: int = Field(1024, ge=64, description="Memory limit per sandbox.")
     pids: int = Field(256, ge=16, description="Process limit per sandbox.")
     cpus: float = Field(1.0, gt=0, description="CPU limit per sandbox.")
     output_bytes: int = Field(1 << 20, ge=1024, description="Output kept per command; the rest is cut.")
     parallel: int = Field(2, ge=1, description="Sandboxes run at once by the QA flow.")
+    reruns: int = Field(0, ge=0, le=10, description="Extra runs of the after state to flag flaky tests.")
+    workdir: str | None = Field(
+        None, description="Where workspaces are made (a fast local disk); the system temp dir when unset."
+    )
 
 
 class JudgeSettings(BaseSettings):

@@ -194,7 +194,59 @@ QUARANTINE = TableSpec(
     partition_by=("ingest_date",),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (TRACES, EVENTS, METRICS, QUARANTINE)}
+QA_RUNS = TableSpec(
+    "qa_runs",
+    "One row per verification of a trace: the tests run before and after the recorded edits, in a sandbox.",
+    pa.schema(
+        [
+            _f("trace_id", _STR, "Trace verified.", nullable=False),
+            _f(
+                "qa_id",
+                _STR,
+                "Hash of snapshot, edits, image, command, timeout and back-end version (key with trace_id): same inputs, same id, never run twice.",
+                nullable=False,
+            ),
+            _f("verdict", _STR, "verified | partial | not_fixed | regression | replay_mismatch | error (see schemas/qa.py)."),
+            _f("verdict_reason", _STR, "Why, in a sentence (the edit that did not replay, the run that timed out, ...)."),
+            _f("fail_to_pass", _STRS, "Tests failing (or missing) before the edits and passing after."),
+            _f("pass_to_pass", _STRS, "Tests passing before and after."),
+            _f("pass_to_fail", _STRS, "Tests passing before and failing or missing after."),
+            _f("fail_to_fail", _STRS, "Tests failing before and after."),
+            _f("flaky", _STRS, "Tests whose after status changed between re-runs of the after state."),
+            _f("before_passed", _I32, "Before run: tests passed."),
+            _f("before_failed", _I32, "Before run: tests failed or errored."),
+            _f("before_skipped", _I32, "Before run: tests skipped."),
+            _f("after_passed", _I32, "After run: tests passed."),
+            _f("after_failed", _I32, "After run: tests failed or errored."),
+            _f("after_skipped", _I32, "After run: tests skipped."),
+            _f("before_exit_code", _I32, "Exit code of the before run (null when killed)."),
+            _f("after_exit_code", _I32, "Exit code of the after run (null when killed)."),
+            _f("timed_out", _BOOL, "A run hit the manifest's timeout_s and was killed."),
+            _f("edits_replayed", _I32, "file_edit events replayed."),
+            _f("mismatch_seq", _I32, "seq of the file_edit that did not replay, for replay_mismatch."),
+            _f("sandbox_start_s", _F64, "Seconds to set the sandboxes up (all runs)."),
+            _f("before_s", _F64, "Seconds of the before run."),
+            _f("replay_s", _F64, "Seconds to replay the edits and prepare the workspaces."),
+            _f("after_s", _F64, "Seconds of the after run (first one)."),
+            _f("backend", _STR, "Sandbox back-end: docker or namespace."),
+            _f("backend_version", _STR, "Back-end identity, e.g. docker/20.10/runsc."),
+            _f("image", _STR, "Image name (docker) or rootfs (namespace) the tests ran in."),
+            _f("image_id", _STR, "Image id or rootfs id."),
+            _f("test_command", _STR, "Command run from the repo root."),
+            _f("junit_before_ref", _STR, "sha256:<hex> of the before run's JUnit XML at <lake>/artifacts/<hex>."),
+            _f("junit_after_ref", _STR, "sha256:<hex> of the after run's JUnit XML."),
+            _f("log_before_ref", _STR, "sha256:<hex> of the before run's output (capped)."),
+            _f("log_after_ref", _STR, "sha256:<hex> of the after run's output (capped)."),
+            _f("runner_version", _STR, "Version of the verification procedure (workspace layout, pytest options)."),
+            _f("started_at", _TS, "When this verification started."),
+            *_provenance("run_date", "Partition: UTC date of the verification."),
+        ]
+    ),
+    keys=("trace_id", "qa_id"),
+    partition_by=("run_date",),
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (TRACES, EVENTS, METRICS, QUARANTINE, QA_RUNS)}
 
 
 def render_markdown() -> str:

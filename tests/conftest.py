@@ -130,3 +130,23 @@ def prefect_api(prefect_server) -> Iterator[str]:
 def cli_env(prefect_server) -> dict[str, str]:
     """Environment for `prt` subprocesses: the session's Prefect server and the current AWS settings."""
     return {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+
+SANDBOX_PARAMS = [
+    pytest.param(("namespace", None), id="namespace"),
+    pytest.param(("docker", None), id="docker", marks=pytest.mark.docker),
+    pytest.param(("docker", "runsc"), id="docker-gvisor", marks=pytest.mark.docker),
+]
+
+
+def sandbox_or_skip(name: str, settings):
+    """The back-end, or a skip. With PRT_REQUIRE_DOCKER=1 (CI, after .ci/run built every back-end)
+    an unavailable back-end is a failure instead."""
+    from tasks.sandbox import SANDBOXES
+
+    why = SANDBOXES[name].available(settings)
+    if why:
+        if os.environ.get("PRT_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"PRT_REQUIRE_DOCKER=1 but the {name} sandbox is unavailable: {why}")
+        pytest.skip(f"{name} sandbox unavailable: {why}")
+    return SANDBOXES[name](settings)

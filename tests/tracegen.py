@@ -141,3 +141,44 @@ def lake_text(url: str) -> str:
         else:
             parts.append(data.decode("utf-8", "replace"))
     return "\n".join(parts)
+
+
+def write_repo_trace(
+    inbox: str,
+    trace_id: str,
+    files: dict[str, str],
+    edits: list[tuple[str, str]],
+    *,
+    test_command: str = "python -m pytest -q",
+    timeout_s: float = 60,
+    image: str | None = None,
+    bad_hash_at: int | None = None,
+) -> None:
+    """A session over a repo given as {path: text}: a failing run, then `edits` as (path, new full text).
+
+    bad_hash_at: index of an edit whose buffer_hash_after is recorded wrong (a replay mismatch).
+    """
+    import tempfile
+
+    repo = Path(tempfile.mkdtemp())
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    env = {"os": "linux", "python_version": "3.11", **({"image": image} if image else {})}
+    clock = iter(T0 + i for i in range(10_000))
+    with TraceWriter(
+        inbox,
+        manifest(trace_id, qa={"test_command": test_command, "timeout_s": timeout_s}, environment=env),
+        snapshot=snapshot_dir(repo),
+        clock=lambda: next(clock),
+    ) as w:
+        w.note("plan", "reproduce, then fix")
+        current = dict(files)
+        for i, (path, new) in enumerate(edits):
+            if bad_hash_at == i:
+                from client.writer import unified_diff
+
+                w.file_edit(path, unified_diff(current.get(path, ""), new, path), "0" * 64)
+            else:
+                w.edit_file(path, current.get(path), new)
+            current[path] = new

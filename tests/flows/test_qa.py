@@ -1,0 +1,168 @@
+"""The QA flow: real sandboxes, real Delta tables, verdicts checked against what the repos really do."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from client.upload import find_trace_dirs, upload_trace_dir
+from flows.ingest import ingest_inbox
+from flows.qa import verify_traces
+from lake import Lake
+from lake.storage import fs_for, join
+from schemas.errors import SandboxUnavailable
+from schemas.settings import SandboxSettings, get_sandbox_settings
+from tasks.grade import grade, parse_junit
+from tasks.sandbox import get_sandbox
+from tests.conftest import EXAMPLES, SANDBOX_PARAMS, sandbox_or_skip
+from tests.tracegen import write_repo_trace
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+CALC = {
+    "conftest.py": "",
+    "calc.py": "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n\n\ndef neg(a):\n    return a\n",
+    "tests/test_calc.py": (
+        "from calc import add, mul, neg\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+        "def test_mul():\n    assert mul(2, 3) == 6\n\n\ndef test_neg():\n    assert neg(2) == -2\n"
+    ),
+}
+FIXED_ADD = CALC["calc.py"].replace("return a - b", "return a + b")
+
+
+@pytest.fixture(params=[p for p in SANDBOX_PARAMS if p.id != "docker-gvisor"])
+def backend(request):
+    name, runtime = request.param
+    sandbox_or_skip(name, SandboxSettings(runtime=runtime))
+    return name
+
+
+def _verdicts(lake: str) -> dict[str, dict]:
+    return {r["trace_id"]: r for r in Lake(lake).qa_runs().collect().to_dicts()}
+
+
+def test_examples_verify_as_recorded_and_only_once(tmp_path, backend):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    for d in find_trace_dirs(EXAMPLES):
+        upload_trace_dir(d, inbox)
+    ingest_inbox(inbox=inbox, lake=lake)
+
+    summary = verify_traces(lake=lake, sandbox=backend)
+    assert dict(summary.verdicts()) == {"verified": 2, "not_fixed": 1}
+    runs = _verdicts(lake)
+    assert runs["example-simple-fix"]["fail_to_pass"] == [
+        "tests/test_stats.py::test_mean",
+        "tests/test_stats.py::test_mean_single_value",
+    ]
+    assert runs["example-multi-file-fix"]["fail_to_pass"] == [
+        "tests/test_cart.py::test_total_with_discount",
+        "tests/test_regression.py::test_mixed_discounts_are_applied_once",  # written during the session
+    ]
+    assert runs["example-multi-file-fix"]["pass_to_pass"] and runs["example-failed-attempt"]["verdict"] == "not_fixed"
+    assert all(r["backend"] == backend and r["edits_replayed"] >= 1 for r in runs.values())
+
+    # The saved evidence re-grades to the same verdicts without running anything.
+    fs, root = fs_for(lake)
+    for r in runs.values():
+        before = parse_junit(fs.cat_file(join(root, "artifacts", r["junit_before_ref"][7:])))
+        after = parse_junit(fs.cat_file(join(root, "artifacts", r["junit_after_ref"][7:])))
+        assert grade(before, after).verdict == r["verdict"]
+        assert "--- stdout ---" in fs.cat_file(join(root, "artifacts", r["log_after_ref"][7:])).decode()
+
+    version = Lake(lake).tables.open("qa_runs").version()
+    again = verify_traces(lake=lake, sandbox=backend, trace_ids=list(runs))
+    assert again.rows == [] and sorted(again.already) == sorted(runs)
+    assert Lake(lake).tables.open("qa_runs").version() == version  # nothing run, nothing written
+
+
+def test_each_verdict(tmp_path, backend):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    write_repo_trace(inbox, "v-partial", CALC, [("calc.py", FIXED_ADD)])
+    write_repo_trace(inbox, "v-verified", CALC, [("calc.py", FIXED_ADD.replace("return a\n", "return -a\n"))])
+    write_repo_trace(inbox, "v-regression", CALC, [("calc.py", FIXED_ADD.replace("return a * b", "return a ** b"))])
+    write_repo_trace(inbox, "v-not-fixed", CALC, [("README.md", "docs only\n")])
+    write_repo_trace(inbox, "v-mismatch", CALC, [("calc.py", FIXED_ADD), ("calc.py", FIXED_ADD + "\n# more\n")], bad_hash_at=1)
+    write_repo_trace(inbox, "v-not-pytest", CALC, [("calc.py", FIXED_ADD)], test_command="echo no tests here")
+    write_repo_trace(inbox, "v-timeout", CALC, [("calc.py", FIXED_ADD)], test_command="sleep 600", timeout_s=2)
+    ingest_inbox(inbox=inbox, lake=lake)
+
+    verify_traces(lake=lake, sandbox=backend)
+    runs = _verdicts(lake)
+    assert {t: r["verdict"] for t, r in runs.items()} == {
+        "v-partial": "partial",
+        "v-verified": "verified",
+        "v-regression": "regression",
+        "v-not-fixed": "not_fixed",
+        "v-mismatch": "replay_mismatch",
+        "v-not-pytest": "error",
+        "v-timeout": "error",
+    }
+    assert runs["v-partial"]["fail_to_pass"] == ["tests/test_calc.py::test_add"]
+    assert runs["v-partial"]["fail_to_fail"] == ["tests/test_calc.py::test_neg"]
+    assert runs["v-regression"]["pass_to_fail"] == ["tests/test_calc.py::test_mul"]
+    mismatch = runs["v-mismatch"]
+    assert mismatch["mismatch_seq"] == 2 and "edit seq 2 (event ev-000002) to calc.py" in mismatch["verdict_reason"]
+    assert mismatch["before_exit_code"] is None  # nothing ran
+    assert runs["v-timeout"]["timed_out"] and "timeout" in runs["v-timeout"]["verdict_reason"]
+    assert "without writing a JUnit report" in runs["v-not-pytest"]["verdict_reason"]
+
+
+FLAKY = {
+    "conftest.py": "",
+    "tests/test_flaky.py": "import random\nimport pytest\n\n\n@pytest.mark.parametrize('i', range(3))\ndef test_coin(i):\n    assert random.random() < 0.5\n",
+    "tests/test_fixed.py": "from lib import value\n\n\ndef test_value():\n    assert value() == 2\n",
+    "lib.py": "def value():\n    return 1\n",
+}
+
+
+@pytest.fixture
+def namespace():
+    return sandbox_or_skip("namespace", SandboxSettings()).name
+
+
+def test_reruns_flag_flaky_tests(tmp_path, namespace):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    write_repo_trace(inbox, "flaky", FLAKY, [("lib.py", "def value():\n    return 2\n")])
+    ingest_inbox(inbox=inbox, lake=lake)
+    verify_traces(lake=lake, sandbox="namespace", reruns=4)
+    run = _verdicts(lake)["flaky"]
+    assert run["flaky"] and all(t.startswith("tests/test_flaky.py::test_coin[") for t in run["flaky"])
+    assert "tests/test_fixed.py::test_value" in run["fail_to_pass"]
+
+
+@pytest.mark.docker
+def test_manifest_can_name_an_image(tmp_path):
+    sandbox_or_skip("docker", SandboxSettings())
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    write_repo_trace(inbox, "img-default", CALC, [("calc.py", FIXED_ADD)], image="prt-sandbox:1")
+    write_repo_trace(inbox, "img-missing", CALC, [("calc.py", FIXED_ADD)], image="no-such-image:404")
+    ingest_inbox(inbox=inbox, lake=lake)
+    verify_traces(lake=lake, sandbox="docker")
+    runs = _verdicts(lake)
+    assert runs["img-default"]["verdict"] == "partial" and runs["img-default"]["image"] == "prt-sandbox:1"
+    assert runs["img-missing"]["verdict"] == "error" and "no-such-image:404" in runs["img-missing"]["verdict_reason"]
+
+
+def test_auto_falls_back_to_namespace_and_never_runs_unsandboxed(monkeypatch, namespace):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert get_sandbox("auto", get_sandbox_settings()).name == "namespace"
+    with pytest.raises(SandboxUnavailable, match="no sandbox back-end can run here"):
+        get_sandbox("auto", SandboxSettings(rootfs="/nonexistent/rootfs"))
+
+
+@pytest.mark.docker
+def test_auto_prefers_docker():
+    sandbox_or_skip("docker", SandboxSettings())
+    assert get_sandbox("auto", SandboxSettings()).name == "docker"
+
+
+def test_qa_runs_columns_match_the_spec(tmp_path, namespace):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    write_repo_trace(inbox, "cols", CALC, [("calc.py", FIXED_ADD)])
+    ingest_inbox(inbox=inbox, lake=lake)
+    verify_traces(lake=lake, sandbox="namespace")
+    df = Lake(lake).qa_runs().collect()
+    row = df.row(0, named=True)
+    assert row["before_failed"] == 2 and row["after_passed"] == 2 and row["after_failed"] == 1
+    assert row["run_date"] is not None and row["replay_s"] >= 0 and row["before_s"] > 0
+    assert df.select(pl.col("qa_id").str.len_chars()).item() == 24
