@@ -19,7 +19,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, highlight=False)
+# Piped output (logs, CI) is not a terminal: give tables room instead of the default 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 InboxOpt = Annotated[
@@ -125,14 +126,59 @@ def qa(
     _print_qa(verify_traces(lake=_lake(lake), trace_ids=trace_id or None, sandbox=sandbox, parallel=parallel, reruns=reruns))
 
 
+JudgeOpt = Annotated[
+    str | None, typer.Option("--judge", help="heuristic | openai (default: $PRT_JUDGE or heuristic).", show_default=False)
+]
+
+
+def _print_judge(summary) -> None:
+    from rich.table import Table
+
+    states = ", ".join(f"{n} {s}" for s, n in sorted(summary.by_status().items())) or "nothing new"
+    console.print(f"[bold]judge[/bold] {summary.judge_id}: {states}")
+    if summary.rows:
+        table = Table(box=None)
+        table.add_column("trace", no_wrap=True)
+        for name in ("status", "overall", "understand", "causal", "experiment", "efficiency", "repro", "safety"):
+            table.add_column(name, justify="left" if name == "status" else "right")
+        for r in summary.table():
+            fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+            table.add_row(
+                r["trace_id"],
+                r["status"],
+                fmt(r["overall"]),
+                *(
+                    fmt(r[d])
+                    for d in (
+                        "problem_understanding",
+                        "causal_linking",
+                        "experiment_design",
+                        "efficiency",
+                        "reproducibility",
+                        "safety_hygiene",
+                    )
+                ),
+            )
+        console.print(table)
+
+
 @app.command()
-def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = None) -> None:
-    """Ingest the inbox, then verify the new traces (the scheduled job)."""
+def judge(lake: LakeOpt = None, judge: JudgeOpt = None, trace_id: TraceIdsOpt = None) -> None:
+    """Score traces on the six-part rubric (heuristic offline, or any OpenAI-compatible model)."""
+    from flows.judge import judge_traces
+
+    _print_judge(judge_traces(lake=_lake(lake), judge=judge, trace_ids=trace_id or None))
+
+
+@app.command()
+def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = None, judge: JudgeOpt = None) -> None:
+    """Ingest the inbox, verify the new traces, score them (the scheduled job)."""
     from flows.process import process_inbox
 
-    result = process_inbox(inbox=_inbox(inbox), lake=_lake(lake), sandbox=sandbox)
+    result = process_inbox(inbox=_inbox(inbox), lake=_lake(lake), sandbox=sandbox, judge=judge)
     _print_ingest(result.ingest)
     _print_qa(result.qa)
+    _print_judge(result.judge)
 
 
 @app.command()
@@ -149,6 +195,7 @@ def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     result = process_inbox(inbox=target_inbox, lake=target_lake)
     _print_ingest(result.ingest)
     _print_qa(result.qa)
+    _print_judge(result.judge)
     console.print(
         f"\nThe lake is at {target_lake}. Read it with:  python -c \"from lake import Lake; print(Lake('{target_lake}').traces().collect())\""
     )

@@ -1,4 +1,4 @@
-"""process_inbox: the scheduled job. Ingest the inbox, then verify the traces that need it."""
+"""process_inbox: the scheduled job. Ingest the inbox, verify the traces that need it, score them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prefect import flow
 
 from flows.ingest import ingest_inbox
+from flows.judge import JudgeSummary, judge_traces
 from flows.qa import verify_traces
 from tasks.ingest import IngestSummary
 from tasks.qa import QaSummary
@@ -18,12 +19,16 @@ __all__ = ["ProcessResult", "process_inbox"]
 class ProcessResult:
     ingest: IngestSummary
     qa: QaSummary
+    judge: JudgeSummary
 
 
 @flow(name="process-inbox", log_prints=True)
-def process_inbox(inbox: str | None = None, lake: str | None = None, sandbox: str | None = None) -> ProcessResult:
-    """Ingest every complete trace, then verify every trace without a QA run (new ones and any a
-    failed earlier run left behind)."""
+def process_inbox(
+    inbox: str | None = None, lake: str | None = None, sandbox: str | None = None, judge: str | None = None
+) -> ProcessResult:
+    """Ingest every complete trace, verify every trace without a QA run, then score every trace the
+    judge has not scored (new ones and any that a failed earlier run left behind)."""
     ingested = ingest_inbox(inbox=inbox, lake=lake)
     verified = verify_traces(lake=lake, sandbox=sandbox)
-    return ProcessResult(ingested, verified)
+    scored = judge_traces(lake=lake, judge=judge)
+    return ProcessResult(ingested, verified, scored)

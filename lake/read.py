@@ -51,3 +51,6 @@ class Lake:
 
     def qa_runs(self) -> pl.LazyFrame:
         return self.table("qa_runs")
+
+    def scores(self) -> pl.LazyFrame:
+        return self.table("scores")

@@ -113,10 +113,11 @@ class LakeTables:
         )
         return True
 
-    def insert_new(self, spec: TableSpec, data: pa.Table, *, metadata: dict[str, Any]) -> int:
+    def merge_rows(self, spec: TableSpec, data: pa.Table, *, metadata: dict[str, Any], replace_when: str | None = None) -> int:
         """Insert the rows of `data` whose key is not in the table yet (a Delta MERGE on the spec's
-        keys); returns how many were inserted. Safe to repeat and to race: a concurrent commit makes
-        the merge retry against the new table state."""
+        keys); with `replace_when` (a predicate on the target `t`), also replace matching rows for
+        which it holds. Returns the rows inserted or replaced. Safe to repeat and to race: a
+        concurrent commit makes the merge retry against the new table state."""
         if data.num_rows == 0:
             return 0
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
@@ -124,12 +125,11 @@ class LakeTables:
 
         def merge() -> int:
             dt = self.ensure(spec)
-            result = (
-                dt.merge(_conform(dt, spec, data), predicate, source_alias="s", target_alias="t", commit_properties=props)
-                .when_not_matched_insert_all()
-                .execute()
-            )
-            return int(result.get("num_target_rows_inserted", 0))
+            merger = dt.merge(_conform(dt, spec, data), predicate, source_alias="s", target_alias="t", commit_properties=props)
+            if replace_when:
+                merger = merger.when_matched_update_all(predicate=replace_when)
+            result = merger.when_not_matched_insert_all().execute()
+            return int(result.get("num_target_rows_inserted", 0)) + int(result.get("num_target_rows_updated", 0))
 
         return self._retry(merge, attempts=8)
 

@@ -88,6 +88,8 @@ class JudgeSettings(BaseSettings):
     max_trace_chars: int = Field(
         60_000, ge=1000, description="Longest rendered trace sent to a model; longer traces are cut in the middle."
     )
+    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight at once for the openai judge.")
+    batch_traces: int = Field(2000, ge=1, description="Traces judged (and committed) together.")
 
 
 class Settings(BaseSettings):

@@ -246,7 +246,46 @@ QA_RUNS = TableSpec(
     partition_by=("run_date",),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (TRACES, EVENTS, METRICS, QUARANTINE, QA_RUNS)}
+_DIMS = ("problem_understanding", "causal_linking", "experiment_design", "efficiency", "reproducibility", "safety_hygiene")
+
+SCORES = TableSpec(
+    "scores",
+    "One row per trace and judge: six rubric scores (0-5), the weighted overall, and why.",
+    pa.schema(
+        [
+            _f("trace_id", _STR, "Trace scored.", nullable=False),
+            _f(
+                "judge_id",
+                _STR,
+                "Judge kind + hash of rubric, prompt, model and parameters (key with trace_id): a new judge version adds rows beside the old.",
+                nullable=False,
+            ),
+            _f("judge_kind", _STR, "heuristic | openai."),
+            _f("model", _STR, "Model name for model judges (null for heuristic)."),
+            _f(
+                "status",
+                _STR,
+                "scored | unparsed (the reply broke the format; raw_reply kept) | error (the endpoint failed; retried on the next run).",
+            ),
+            _f("overall", _F64, "Weighted mean of the six dimensions (weights in schemas/rubric.py)."),
+            *[_f(d, _F64, f"Rubric dimension {d}, 0-5.") for d in _DIMS],
+            *[_f(f"why_{d}", _STR, f"Short rationale for {d}.") for d in _DIMS],
+            _f("qa_verdict", _STR, "QA verdict the judge saw (null when the trace had no QA run yet)."),
+            _f("raw_reply", _STR, "The model's reply, kept when it could not be parsed."),
+            _f("error", _STR, "What went wrong, for status error or unparsed."),
+            _f("prompt_tokens", _I32, "Tokens sent (model judges)."),
+            _f("completion_tokens", _I32, "Tokens received (model judges)."),
+            _f("latency_s", _F64, "Seconds the model took (model judges)."),
+            _f("judge_version", _STR, "Version of the judge's code and features."),
+            _f("scored_at", _TS, "When the score was produced."),
+            *_provenance("run_date", "Partition: UTC date of judging."),
+        ]
+    ),
+    keys=("trace_id", "judge_id"),
+    partition_by=("run_date",),
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (TRACES, EVENTS, METRICS, QUARANTINE, QA_RUNS, SCORES)}
 
 
 def render_markdown() -> str:

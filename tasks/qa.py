@@ -98,7 +98,7 @@ def store_outcomes(
     if not outcomes:
         return 0
     df = pl.DataFrame([o.row for o in outcomes], schema=polars_schema(QA_RUNS))
-    return tables.insert_new(QA_RUNS, to_arrow(df, QA_RUNS), metadata={"pipeline_run_id": run_id, "prt_operation": "qa"})
+    return tables.merge_rows(QA_RUNS, to_arrow(df, QA_RUNS), metadata={"pipeline_run_id": run_id, "prt_operation": "qa"})
 
 
 @dataclass

@@ -150,3 +150,15 @@ def sandbox_or_skip(name: str, settings):
             pytest.fail(f"PRT_REQUIRE_DOCKER=1 but the {name} sandbox is unavailable: {why}")
         pytest.skip(f"{name} sandbox unavailable: {why}")
     return SANDBOXES[name](settings)
+
+
+@pytest.fixture
+def fake_openai(monkeypatch):
+    """A local chat-completions server; OPENAI_BASE_URL and OPENAI_API_KEY point the SDK at it."""
+    from tests.fake_openai import FakeOpenAI
+
+    server = FakeOpenAI()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret")
+    yield server
+    server.close()

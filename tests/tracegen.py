@@ -182,3 +182,47 @@ def write_repo_trace(
             else:
                 w.edit_file(path, current.get(path), new)
             current[path] = new
+
+
+def judge_batch(traces: dict[str, list[dict]], verdicts: dict[str, str] | None = None, title: str = "Fix the bug"):
+    """A JudgeBatch from plain event dicts (seq and timestamps filled in), without a lake."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from schemas.tables import EVENTS
+    from tasks.frames import polars_schema
+    from tasks.judge import JudgeBatch
+
+    schema = polars_schema(EVENTS)
+    rows = []
+    for tid, events in traces.items():
+        for i, e in enumerate(events):
+            rows.append({"trace_id": tid, "seq": i, "ts_client_s": T0 + 10 * i, **e})
+    cols = ["trace_id", "seq", "type", "ts_client_s", "kind", "text", "file_path", "diff_unified", "command", "exit_code", "duration_s",
+            "stdout", "stderr", "stdout_ref", "framework", "passed", "failed", "errors", "failing_tests", "sha", "message", "redactions"]  # fmt: skip
+    events_df = pl.DataFrame([{c: r.get(c) for c in cols} for r in rows], schema={c: schema[c] for c in cols})
+    start = datetime.fromtimestamp(T0, UTC)
+    traces_df = pl.DataFrame(
+        {
+            "trace_id": list(traces),
+            "task_title": [title] * len(traces),
+            "task_description": [""] * len(traces),
+            "started_at": [start] * len(traces),
+        }
+    )
+    qa = pl.DataFrame(
+        {"trace_id": list((verdicts or {}).keys()), "verdict": list((verdicts or {}).values())},
+        schema={"trace_id": pl.String, "verdict": pl.String},
+    )
+    return JudgeBatch(traces_df, events_df, qa)
+
+
+def example_events(trace_id: str) -> list[dict]:
+    import json
+
+    folder = REPO / "examples" / "traces" / trace_id
+    lines = []
+    for chunk in sorted((folder / "chunks").iterdir()):
+        lines += read_lines(chunk.read_bytes(), chunk.name)
+    return [{k: v for k, v in json.loads(line).items() if k not in ("id", "seq", "ts_client_s")} for line in lines]

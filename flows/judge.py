@@ -1,0 +1,88 @@
+"""judge_traces: score every trace the chosen judge has not scored yet on the six-part rubric."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
+
+from lake.read import Lake
+from schemas.rubric import DIMENSIONS
+from schemas.settings import get_judge_settings, get_settings
+from tasks.judge import get_judge
+from tasks.judging import judge_batches, score_batch_task, score_rows, store_scores_task, unscored
+from tasks.publish import publish_run_artifacts
+
+__all__ = ["JudgeSummary", "judge_traces"]
+
+
+@dataclass
+class JudgeSummary:
+    judge_id: str = ""
+    rows: list[dict] = field(default_factory=list)
+
+    def by_status(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    def table(self) -> list[dict]:
+        return sorted(
+            (
+                {
+                    "trace_id": r["trace_id"],
+                    "status": r["status"],
+                    "overall": r["overall"],
+                    **{d: r[d] for d in DIMENSIONS},
+                    "error": r["error"] or "",
+                }
+                for r in self.rows
+            ),
+            key=lambda r: r["trace_id"],
+        )
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Judge `{self.judge_id}`",
+            "",
+            f"- scored now: **{len(self.rows)}** traces ({', '.join(f'{k} {v}' for k, v in sorted(self.by_status().items())) or 'none'})",
+        ]
+        scored = [r for r in self.rows if r["status"] == "scored"]
+        if scored:
+            df = pl.DataFrame(scored).select(["overall", *DIMENSIONS])
+            lines += ["", "| dimension | min | mean | max |", "| --- | --- | --- | --- |"]
+            for col in ["overall", *DIMENSIONS]:
+                s = df[col]
+                lines.append(f"| {col} | {s.min():.2f} | {s.mean():.2f} | {s.max():.2f} |")
+        return "\n".join(lines) + "\n"
+
+
+@flow(name="judge-traces", log_prints=True)
+def judge_traces(lake: str | None = None, judge: str | None = None, trace_ids: list[str] | None = None) -> JudgeSummary:
+    """Score traces with a judge (heuristic by default; openai for any OpenAI-compatible model).
+
+    Re-judging with the same judge writes nothing; a new judge version adds rows beside the old.
+    """
+    logger = get_run_logger()
+    lake = lake or get_settings().lake
+    settings = get_judge_settings()
+    judge_obj = get_judge(judge, settings)
+    run_id = flow_run.get_id() or "local"
+    lk = Lake(lake)
+    summary = JudgeSummary(judge_id=judge_obj.judge_id)
+    todo = unscored(lk, judge_obj.judge_id, trace_ids)
+    logger.info("%d traces to score with %s", len(todo), judge_obj.judge_id)
+    for batch in judge_batches(lk, todo, settings.batch_traces):
+        batch_id = f"judge-{uuid.uuid4().hex[:12]}"
+        scores = score_batch_task(judge_obj, quote(batch))
+        rows = score_rows(judge_obj, scores, run_id=run_id, batch_id=batch_id)
+        store_scores_task(quote(rows), lk.tables, run_id=run_id)
+        summary.rows += rows.to_dicts()
+        logger.info("scored %d of %d traces", len(summary.rows), len(todo))
+    publish_run_artifacts("judge", summary.table(), summary.markdown(), f"scores of {lake} by {judge_obj.judge_id}")
+    return summary
