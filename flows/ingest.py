@@ -58,7 +58,7 @@ def ingest_inbox(
         prep = prepare_batch_task(info, members, quote(listings), inbox_fs, lake_fs, lake_root, tables, settings, resumed=resumed)
         out = build_batch_task(quote(prep), settings)
         commit_batch_task(quote(prep), quote(out), tables, claims)
-        archive_batch_task(quote(prep), quote(out), inbox_fs, lake_fs, lake_root)
+        archive_batch_task(quote(prep), quote(out), inbox_fs, lake_fs, lake_root, settings)
         clean_batch_task(quote(prep), inbox_fs, claims)
         summary.add(prep, out)
         logger.info("batch %s: %d ingested, %d quarantined", info.batch_id, len(prep.accepted), len(prep.rejected))

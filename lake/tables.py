@@ -21,7 +21,7 @@ from schemas.errors import ConfigError, StorageUnavailable
 from schemas.tables import TableSpec
 from schemas.version import CODE_VERSION
 
-__all__ = ["LakeTables"]
+__all__ = ["LakeTables", "sql_string"]
 
 _TABLE_CONFIG = {
     # App transactions (one per ingest batch) are only needed until a crashed batch is resumed.
@@ -68,7 +68,7 @@ class LakeTables:
                 partition_by=list(spec.partition_by),
                 name=spec.name,
                 description=spec.description,
-                configuration=_TABLE_CONFIG,
+                configuration={**_TABLE_CONFIG, "delta.dataSkippingStatsColumns": ",".join(spec.stats_columns)},
                 storage_options=self.storage_options,
                 commit_properties=CommitProperties(custom_metadata={"code_version": CODE_VERSION}),
             )
@@ -77,6 +77,10 @@ class LakeTables:
         missing = [f for f in spec.schema if f.name not in have]
         if missing:
             dt.alter.add_columns(list(Schema.from_arrow(pa.schema(missing)).fields))
+            dt = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
+        stats = ",".join(spec.stats_columns)
+        if dt.metadata().configuration.get("delta.dataSkippingStatsColumns") != stats:
+            dt.alter.set_table_properties({"delta.dataSkippingStatsColumns": stats})
             dt = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
         return dt
 
@@ -133,6 +137,36 @@ class LakeTables:
 
         return self._retry(merge, attempts=8)
 
+    def delete_rows(self, spec: TableSpec, column: str, values: list[str], *, metadata: dict[str, Any]) -> int:
+        """Delete the rows whose `column` is one of `values`; returns how many. Idempotent."""
+        dt = self.open(spec.name)
+        if dt is None or not values:
+            return 0
+        props = CommitProperties(custom_metadata={"code_version": CODE_VERSION, **{k: str(v) for k, v in metadata.items()}})
+        deleted = 0
+        for i in range(0, len(values), 500):
+            part = values[i : i + 500]
+            predicate = f"{column} IN ({', '.join(sql_string(v) for v in part)})"
+
+            def delete(predicate: str = predicate) -> int:
+                table = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
+                return int(table.delete(predicate, commit_properties=props).get("num_deleted_rows", 0))
+
+            deleted += self._retry(delete, attempts=8)
+        return deleted
+
+    def update_rows(self, spec: TableSpec, predicate: str, updates: dict[str, str], *, metadata: dict[str, Any]) -> None:
+        """UPDATE ... SET updates WHERE predicate (SQL expressions), retried on conflicts."""
+        if self.open(spec.name) is None:
+            return
+        props = CommitProperties(custom_metadata={"code_version": CODE_VERSION, **{k: str(v) for k, v in metadata.items()}})
+
+        def update() -> None:
+            table = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
+            table.update(updates=updates, predicate=predicate, commit_properties=props)
+
+        self._retry(update, attempts=8)
+
     @staticmethod
     def _retry(fn, attempts: int = 5):
         for i in range(attempts):
@@ -147,6 +181,11 @@ class LakeTables:
                     raise StorageUnavailable(str(exc)) from exc
                 time.sleep(0.2 * 2**i)
         return None
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal (values here are trace ids, pseudonyms and dates; quotes are doubled anyway)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _storage_error(url: str, exc: OSError) -> Exception:

@@ -30,6 +30,9 @@ class TableSpec:
     schema: pa.Schema
     keys: tuple[str, ...]
     partition_by: tuple[str, ...]
+    stats_columns: tuple[str, ...] = ()
+    """Columns with min/max statistics in the Delta log (file skipping). Only keys, dates and
+    numbers: text content never goes into the log, so erasure can remove it from the data files."""
 
     @property
     def columns(self) -> list[str]:
@@ -84,6 +87,7 @@ TRACES = TableSpec(
     ),
     keys=("trace_id",),
     partition_by=("ingest_date",),
+    stats_columns=("trace_id", "started_at", "event_count"),
 )
 
 EVENTS = TableSpec(
@@ -125,6 +129,7 @@ EVENTS = TableSpec(
     ),
     keys=("trace_id", "seq"),
     partition_by=("ingest_date",),
+    stats_columns=("trace_id", "seq", "ts"),
 )
 
 METRICS = TableSpec(
@@ -166,6 +171,7 @@ METRICS = TableSpec(
     ),
     keys=("trace_id",),
     partition_by=("ingest_date",),
+    stats_columns=("trace_id",),
 )
 
 QUARANTINE = TableSpec(
@@ -186,12 +192,18 @@ QUARANTINE = TableSpec(
             _f("expectation", _STR, "Great Expectations rule that failed, for reason expectation_failed."),
             _f("participant", _STR, "Pseudonym of the participant when the manifest could be read."),
             _f("raw_prefix", _STR, "Where the raw objects were moved, relative to the lake (null when nothing was kept)."),
+            _f(
+                "readmitted_by",
+                _STR,
+                "Batch that re-admitted the trace after a rule change (reprocess); null while it stays quarantined.",
+            ),
             _f("detected_at", _TS, "When the batch that rejected the trace started."),
             *_provenance("ingest_date", "Partition: UTC date of the rejection."),
         ]
     ),
     keys=("trace_id", "quarantine_id"),
     partition_by=("ingest_date",),
+    stats_columns=("trace_id", "quarantine_id"),
 )
 
 QA_RUNS = TableSpec(
@@ -244,6 +256,7 @@ QA_RUNS = TableSpec(
     ),
     keys=("trace_id", "qa_id"),
     partition_by=("run_date",),
+    stats_columns=("trace_id", "qa_id", "started_at"),
 )
 
 _DIMS = ("problem_understanding", "causal_linking", "experiment_design", "efficiency", "reproducibility", "safety_hygiene")
@@ -283,6 +296,7 @@ SCORES = TableSpec(
     ),
     keys=("trace_id", "judge_id"),
     partition_by=("run_date",),
+    stats_columns=("trace_id", "judge_id", "overall"),
 )
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (TRACES, EVENTS, METRICS, QUARANTINE, QA_RUNS, SCORES)}

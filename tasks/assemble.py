@@ -49,6 +49,8 @@ class AssembledTrace:
     """Raw inbox objects by key, as received, for the archive."""
     chunk_seqs: dict[str, list[int]] = field(default_factory=dict)
     """Chunk key -> the seqs of its lines in file order (one key per chunk_seq)."""
+    pseudonymized: bool = False
+    """The manifest's participant_id is already a pseudonym (re-read from the lake)."""
 
 
 def _reject(reason, trace_id: str, key: str | None, what: str) -> TraceRejected:
@@ -265,6 +267,8 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
     # 5. The chain over the exact line bytes.
     lines = [line for _, line, _ in rows]
     digests = [hashlib.sha256(line).digest() for line in lines]
+    if listing.digest_map:  # lines redacted in the lake hash back to what the client sent
+        digests = [bytes.fromhex(listing.digest_map.get(d.hex(), d.hex())) for d in digests]
     head = chain_head_from_digests(tid, digests)
     if head != complete.chain_head:
         raise _reject(
@@ -279,7 +283,7 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
     for key in listing.objects:
         if key.startswith(ARTIFACTS_DIR + "/"):
             name = key.split("/", 1)[1]
-            if hashlib.sha256(blobs[key]).hexdigest() != name:
+            if hashlib.sha256(blobs[key]).hexdigest() != listing.artifact_map.get(name, name):
                 raise _reject("artifact_mismatch", tid, key, "does not hash to its name")
             artifacts[name] = blobs[key]
     refs = [(MANIFEST, "repo.snapshot", manifest.repo.snapshot)]
@@ -303,4 +307,5 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
         artifacts=artifacts,
         objects=dict(blobs),
         chunk_seqs=chunk_seqs,
+        pseudonymized=listing.pseudonymized,
     )

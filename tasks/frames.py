@@ -115,7 +115,9 @@ def traces_frame(traces: Sequence[AssembledTrace], stamp: BatchStamp, pseudonym_
             {
                 "trace_id": t.trace_id,
                 "trace_version": m.trace_version,
-                "participant": pseudonym(m.session.participant_id, pseudonym_key),
+                "participant": m.session.participant_id
+                if t.pseudonymized
+                else pseudonym(m.session.participant_id, pseudonym_key),
                 "task_id": m.task.id,
                 "task_title": m.task.title,
                 "task_description": m.task.description,

@@ -32,6 +32,7 @@ __all__ = [
     "InboxScan",
     "TraceBlobs",
     "TraceListing",
+    "classify",
     "delete_trace_objects",
     "load_traces",
     "parse_complete",
@@ -63,6 +64,13 @@ class TraceListing:
     problem: TraceRejected | None = None
     """Why the trace is rejected before loading (bad complete.json, unsafe id)."""
     missing_chunks: list[int] = field(default_factory=list)
+    digest_map: dict[str, str] = field(default_factory=dict)
+    """sha256 of a redacted line -> sha256 of the line as the client wrote it, for traces re-read
+    from the lake's redacted archive or quarantine: the chain is checked over the original digests."""
+    pseudonymized: bool = False
+    """The manifest's participant_id is already a pseudonym (re-read from the lake)."""
+    artifact_map: dict[str, str] = field(default_factory=dict)
+    """artifact name -> sha256 of its stored bytes, for outputs redacted in the lake's quarantine."""
 
     @property
     def event_count(self) -> int:
@@ -157,11 +165,12 @@ def scan_inbox(fs: AbstractFileSystem, root: str, settings: IngestSettings, *, n
             except TraceRejected as exc:
                 t.problem = exc
     for t in traces.values():
-        _classify(t, now, settings)
+        classify(t, now, settings)
     return InboxScan(traces, stray)
 
 
-def _classify(t: TraceListing, now: float, settings: IngestSettings) -> None:
+def classify(t: TraceListing, now: float, settings: IngestSettings) -> None:
+    """Set `t.status`: rejected (unsafe id, bad complete.json), pending, expired or ready."""
     if not TRACE_ID_RE.match(t.trace_id):
         t.status = "rejected"
         t.problem = TraceRejected(

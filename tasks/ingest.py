@@ -37,7 +37,7 @@ from tasks.frames import BatchStamp, empty_frame, events_frame, polars_schema, t
 from tasks.inbox import InboxObject, TraceListing, delete_trace_objects, load_traces
 from tasks.metrics import metrics_frame
 from tasks.privacy import pseudonym
-from tasks.redact import PREFILTER, redact_columns, redact_text
+from tasks.redact import PREFILTER, redact_bytes, redact_columns, redact_json_value, redact_text, redaction_records
 from tasks.validate import check_expectations, expectation_frames
 
 __all__ = [
@@ -217,49 +217,29 @@ def prepare_batch(
 # -- build ------------------------------------------------------------------------------------
 
 
-def _redact_json_strings(value):
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, list):
-        pairs = [_redact_json_strings(v) for v in value]
-        return [p[0] for p in pairs], [h for p in pairs for h in p[1]]
-    if isinstance(value, dict):
-        pairs = {k: _redact_json_strings(v) for k, v in value.items()}
-        return {k: p[0] for k, p in pairs.items()}, [h for p in pairs.values() for h in p[1]]
-    return value, []
-
-
-def _redact_extra(df: pl.DataFrame, column: str, records: list[list[str]]) -> pl.DataFrame:
+def _redact_extra(df: pl.DataFrame, column: str) -> pl.DataFrame:
     mask = df.get_column(column).str.contains(PREFILTER).fill_null(False)
     if not mask.any():
         return df
     values = df.get_column(column).to_list()
     for i in mask.arg_true().to_list():
-        new, hits = _redact_json_strings(json.loads(values[i]))
+        new, hits = redact_json_value(json.loads(values[i]))
         if hits:
             values[i] = json.dumps(new, sort_keys=True, ensure_ascii=False)
-            records[i] += [f"{column}:{h}" for h in hits]
     return df.with_columns(pl.Series(column, values, dtype=pl.String))
 
 
 def _redact_artifacts(trace: AssembledTrace, plan: ArchivePlan) -> None:
+    """Output artifacts are redacted like the events; the lake stores every blob under the hash of
+    its stored bytes, so a redacted output (now or in an earlier pass) gets a new name."""
     snapshot = trace.manifest.repo.snapshot.removeprefix("sha256:")
     for hex_, data in trace.artifacts.items():
-        if hex_ == snapshot:
-            plan.artifacts[hex_] = data  # the repo itself: replayed byte for byte in QA
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            plan.artifacts[hex_] = data
-            continue
-        new, hits = redact_text(text)
-        if hits:
-            data = new.encode("utf-8")
-            new_hex = hashlib.sha256(data).hexdigest()
-            plan.renamed[hex_] = new_hex
-            hex_ = new_hex
-        plan.artifacts[hex_] = data
+        if hex_ != snapshot:  # the repo itself is replayed byte for byte in QA
+            data = redact_bytes(data)
+        stored = hashlib.sha256(data).hexdigest()
+        if stored != hex_:
+            plan.renamed[hex_] = stored
+        plan.artifacts[stored] = data
 
 
 def _archived_lines(plan: ArchivePlan, rows: list[dict], renamed_refs: dict[str, str]) -> None:
@@ -332,21 +312,16 @@ def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
     events = events_frame(prep.accepted, stamp)
     if renamed:
         events = events.with_columns(pl.col(c).replace(renamed) for c in ("stdout_ref", "stderr_ref"))
-    events, records = redact_columns(events, TEXT_COLUMNS, list_columns=("failing_tests",))
-    events = _redact_extra(events, "extra", records)
-    events = events.with_columns(redactions=pl.Series("redactions", [r or None for r in records], dtype=pl.List(pl.String)))
+    events = _redact_extra(redact_columns(events, TEXT_COLUMNS, list_columns=("failing_tests",)), "extra")
+    events = events.with_columns(redactions=redaction_records(events, (*TEXT_COLUMNS, "failing_tests", "extra")))
 
-    traces = traces_frame(prep.accepted, stamp, key)
-    traces, trace_records = redact_columns(traces, TRACE_TEXT_COLUMNS)
-    traces = _redact_extra(traces, "manifest_extra", trace_records)
-    per_trace = Counter()
-    for tid, recs in zip(events.get_column("trace_id").to_list(), records, strict=True):
-        per_trace[tid] += len(recs)
-    traces = traces.with_columns(
-        redaction_count=pl.Series(
-            [per_trace[t] + len(r) for t, r in zip(traces.get_column("trace_id").to_list(), trace_records, strict=True)],
-            dtype=pl.Int32,
-        )
+    traces = _redact_extra(redact_columns(traces_frame(prep.accepted, stamp, key), TRACE_TEXT_COLUMNS), "manifest_extra")
+    in_events = events.group_by("trace_id").agg(n=pl.col("redactions").list.len().fill_null(0).sum())
+    traces = (
+        traces.with_columns(own=redaction_records(traces, (*TRACE_TEXT_COLUMNS, "manifest_extra")).list.len().fill_null(0))
+        .join(in_events, on="trace_id", how="left")
+        .with_columns(redaction_count=(pl.col("own") + pl.col("n").fill_null(0)).cast(pl.Int32))
+        .select(TRACES.columns)
     )
     metrics = metrics_frame(events, traces)
 
@@ -401,13 +376,23 @@ def commit_batch(prep: PreparedBatch, out: BatchOutput, tables: LakeTables, clai
 
 
 def archive_batch(
-    prep: PreparedBatch, out: BatchOutput, inbox_fs: AbstractFileSystem, lake_fs: AbstractFileSystem, lake_root: str
+    prep: PreparedBatch,
+    out: BatchOutput,
+    source_fs: AbstractFileSystem,
+    lake_fs: AbstractFileSystem,
+    lake_root: str,
+    settings: IngestSettings,
 ) -> None:
+    """Archive accepted traces under raw/ and copy rejected ones, redacted, under quarantine/."""
     for plan in out.plans.values():
         archive_trace(lake_fs, lake_root, plan, prep.info.batch_id)
+    key = settings.pseudonym_key.get_secret_value()
     for r in prep.rejected:
         note = {"batch_id": prep.info.batch_id, "reason": r.reason, "trace_id": r.trace_id}
-        move_to_quarantine(inbox_fs, lake_fs, lake_root, r.folder(prep.info.batch_id), r.listing, keep=r.keep_raw, note=note)
+        move_to_quarantine(
+            source_fs, lake_fs, lake_root, r.folder(prep.info.batch_id), r.listing,
+            keep=r.keep_raw, note=note, pseudonym_key=key, max_chunk_bytes=settings.max_chunk_bytes,
+        )  # fmt: skip
     _fault("after_archive")
 
 

@@ -19,7 +19,17 @@ from functools import cache
 
 import polars as pl
 
-__all__ = ["PREFILTER", "RULES", "Rule", "redact_columns", "redact_text"]
+__all__ = [
+    "MARKER",
+    "PREFILTER",
+    "RULES",
+    "Rule",
+    "redact_bytes",
+    "redact_columns",
+    "redact_json_value",
+    "redact_text",
+    "redaction_records",
+]
 
 
 @dataclass(frozen=True)
@@ -136,16 +146,36 @@ def redact_text(text: str) -> tuple[str, list[str]]:
     return text, hits
 
 
-def redact_columns(
-    df: pl.DataFrame, columns: Iterable[str], *, list_columns: Iterable[str] = ()
-) -> tuple[pl.DataFrame, list[list[str]]]:
-    """Redact string columns (and list-of-string columns) of `df`.
+def redact_bytes(data: bytes) -> bytes:
+    """`data` with secrets redacted when it is UTF-8 text; other bytes are returned unchanged."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    new, hits = redact_text(text)
+    return new.encode("utf-8") if hits else data
 
-    Returns the new frame and, per row, the `column:rule` records of what was redacted.
-    Only rows whose cells match the prefilter are touched in Python; the rest stay columnar.
+
+def redact_json_value(value):
+    """(value, rules) with every string inside a decoded JSON value redacted."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        pairs = [redact_json_value(v) for v in value]
+        return [p[0] for p in pairs], [h for p in pairs for h in p[1]]
+    if isinstance(value, dict):
+        pairs = {k: redact_json_value(v) for k, v in value.items()}
+        return {k: p[0] for k, p in pairs.items()}, [h for p in pairs.values() for h in p[1]]
+    return value, []
+
+
+def redact_columns(df: pl.DataFrame, columns: Iterable[str], *, list_columns: Iterable[str] = ()) -> pl.DataFrame:
+    """`df` with secrets redacted in its string columns (and list-of-string columns).
+
+    Only cells that match the prefilter are touched in Python; the rest stays columnar.
+    What was redacted is read back from the markers by `redaction_records`.
     """
-    records: list[list[str]] = [[] for _ in range(df.height)]
-    updates: dict[str, pl.Series] = {}
+    updates: list[pl.Series] = []
     for col in columns:
         if col not in df.columns:
             continue
@@ -154,27 +184,40 @@ def redact_columns(
             continue
         values = df.get_column(col).to_list()
         for i in mask.arg_true().to_list():
-            new, hits = redact_text(values[i])
-            if hits:
-                values[i] = new
-                records[i] += [f"{col}:{h}" for h in hits]
-        updates[col] = pl.Series(col, values, dtype=pl.String)
+            values[i] = redact_text(values[i])[0]
+        updates.append(pl.Series(col, values, dtype=pl.String))
     for col in list_columns:
         if col not in df.columns:
             continue
-        joined = df.get_column(col).list.join("\n").fill_null("")
-        mask = joined.str.contains(PREFILTER)
+        mask = df.get_column(col).list.join("\n").fill_null("").str.contains(PREFILTER)
         if not mask.any():
             continue
         values = df.get_column(col).to_list()
         for i in mask.arg_true().to_list():
-            new_items = []
-            for item in values[i]:
-                new, hits = redact_text(item)
-                new_items.append(new)
-                records[i] += [f"{col}:{h}" for h in hits]
-            values[i] = new_items
-        updates[col] = pl.Series(col, values, dtype=pl.List(pl.String))
-    if updates:
-        df = df.with_columns(list(updates.values()))
-    return df, records
+            values[i] = [redact_text(item)[0] for item in values[i]]
+        updates.append(pl.Series(col, values, dtype=pl.List(pl.String)))
+    return df.with_columns(updates) if updates else df
+
+
+MARKER = r"\[REDACTED:([A-Za-z0-9_]+)\]"
+
+
+def redaction_records(df: pl.DataFrame, columns: Iterable[str]) -> pl.Series:
+    """Per row, `column:rule` for every redaction marker in `columns` (null when there is none).
+
+    Read from the stored values themselves, so the record is right whether the redaction happened
+    in this pass or an earlier one (a trace re-admitted from the redacted quarantine copy).
+    """
+    parts = []
+    for col in columns:
+        if col not in df.columns:
+            continue
+        expr = pl.col(col)
+        if df.schema[col] == pl.List(pl.String):
+            expr = expr.list.join("\n")
+        found = expr.fill_null("").str.extract_all(MARKER)
+        parts.append(found.list.eval(pl.lit(f"{col}:") + pl.element().str.slice(10).str.strip_suffix("]")))
+    if not parts:
+        return pl.Series("redactions", [None] * df.height, dtype=pl.List(pl.String))
+    records = pl.concat_list(parts)
+    return df.select(pl.when(records.list.len() > 0).then(records).otherwise(None).alias("redactions")).to_series()
