@@ -182,6 +182,74 @@ def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = 
 
 
 @app.command()
+def reprocess(
+    since: Annotated[str | None, typer.Option(help="Ingest date from (YYYY-MM-DD).", show_default=False)] = None,
+    until: Annotated[str | None, typer.Option(help="Ingest date to (YYYY-MM-DD), inclusive.", show_default=False)] = None,
+    trace_id: TraceIdsOpt = None,
+    stages: Annotated[str, typer.Option(help="Comma-separated: validate, qa, judge.")] = "validate,qa,judge",
+    judge: JudgeOpt = None,
+    lake: LakeOpt = None,
+) -> None:
+    """Run stages again over traces in the lake (no filter = all); re-running changes nothing."""
+    from datetime import date
+
+    from flows.reprocess import reprocess as reprocess_flow
+
+    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+    unknown = set(chosen) - {"validate", "qa", "judge"}
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown stage(s) {', '.join(sorted(unknown))}; known: validate, qa, judge", param_hint="--stages"
+        )
+    result = reprocess_flow(
+        since=date.fromisoformat(since) if since else None,
+        until=date.fromisoformat(until) if until else None,
+        trace_ids=trace_id or None,
+        stages=chosen,
+        judge=judge,
+        lake=_lake(lake),
+    )
+    console.print(result.markdown().replace("# ", "").strip())
+    if result.qa:
+        _print_qa(result.qa)
+    if result.judge:
+        _print_judge(result.judge)
+
+
+@app.command()
+def maintain(
+    lake: LakeOpt = None,
+    retention_days: Annotated[int | None, typer.Option(help="Default: $PRT_RETENTION_DAYS or 90.", show_default=False)] = None,
+) -> None:
+    """Retention, unreferenced artifacts, compaction, checkpoints and vacuum."""
+    from flows.maintain import maintain_lake
+
+    r = maintain_lake(lake=_lake(lake), retention_days=retention_days)
+    console.print(
+        f"[bold]maintain[/bold]: {len(r.expired_traces)} traces expired, {r.expired_quarantine} quarantine records, {r.artifacts_removed} artifacts removed"
+    )
+    for name, t in r.tables.items():
+        console.print(
+            f"  {name}: {t['files_removed']} files compacted into {t['files_added']}, {t['vacuumed']} vacuumed, version {t['version']}"
+        )
+
+
+@app.command()
+def forget(
+    participant: Annotated[str, typer.Option("--participant", help="The participant id as clients send it.")],
+    lake: LakeOpt = None,
+) -> None:
+    """Erase a participant: rows, raw objects and artifacts, and vacuum the old files."""
+    from flows.maintain import forget_participant
+
+    r = forget_participant(participant_id=participant, lake=_lake(lake))
+    console.print(
+        f"[bold]forget[/bold] {r.participant}: {len(r.traces)} traces and {r.quarantined} quarantine records erased; "
+        f"{sum(r.rows_deleted.values())} rows, {r.objects_deleted} objects, {r.artifacts_removed} artifacts deleted; {r.files_vacuumed} old files vacuumed"
+    )
+
+
+@app.command()
 def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     """Upload the three example sessions into the inbox and run the pipeline on them."""
     from client.upload import find_trace_dirs, upload_trace_dir

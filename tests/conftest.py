@@ -23,13 +23,32 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")  # the test ser
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free local port, with the AWS_* variables pointing at it."""
-    from moto.server import ThreadedMotoServer
+    """A moto S3 server in its own process on a free port, with the AWS_* variables pointing at it.
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server._server.server_address
-    endpoint = f"http://{host}:{port}"
+    Its own process, not a thread of this one: some delta-rs calls hold the GIL while they wait for
+    the store, which would stall an in-process server (a real S3 endpoint is never in-process).
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
     saved = {
         k: os.environ.get(k)
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL")
@@ -42,7 +61,8 @@ def s3_endpoint() -> Iterator[str]:
         AWS_ENDPOINT_URL=endpoint,
     )
     yield endpoint
-    server.stop()
+    proc.terminate()
+    proc.wait(timeout=20)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

@@ -1,0 +1,115 @@
+"""maintain_lake and forget_participant: retention, compaction, vacuum, and erasure down to the disk."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from flows.ingest import ingest_inbox
+from flows.judge import judge_traces
+from flows.maintain import forget_participant, maintain_lake
+from lake import Lake
+from lake.storage import fs_for, join
+from schemas.settings import get_ingest_settings
+from tasks.maintain import retention
+from tasks.privacy import pseudonym
+from tests.tracegen import chunk_keys, lake_text, objects, put, write_trace
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def _alice_and_bob(inbox: str) -> None:
+    write_trace(
+        inbox,
+        "alice-1",
+        participant="alice@example.org",
+        texts={"note": "ALICE-NOTE-7731 the divisor", "stdout": "ALICE-OUT-7731\n" * 5000},
+    )
+    write_trace(inbox, "alice-2", participant="alice@example.org", texts={"message": "ALICE-COMMIT-7731"})
+    write_trace(inbox, "alice-bad", participant="alice@example.org", texts={"note": "ALICE-QUARANTINED-7731"})
+    key = "alice-bad/" + chunk_keys(inbox, "alice-bad")[0]
+    put(inbox, key, objects(inbox)[key].replace(b"ALICE-QUARANTINED", b"ALICE-QUARANTINEX"))  # broken chain: quarantined
+    write_trace(inbox, "bob-1", participant="bob@example.org", texts={"note": "BOB-NOTE-5512"})
+
+
+def test_forget_participant_leaves_nothing_on_disk(storage_url):
+    inbox, lake = storage_url("inbox"), storage_url("lake")
+    _alice_and_bob(inbox)
+    ingest_inbox(inbox=inbox, lake=lake)
+    judge_traces(lake=lake)
+    lk = Lake(lake)
+    assert sorted(lk.traces().collect()["trace_id"]) == ["alice-1", "alice-2", "bob-1"]
+    assert lk.quarantine().collect()["trace_id"].to_list() == ["alice-bad"]
+    assert "ALICE-NOTE-7731" in lake_text(lake) and "ALICE-OUT-7731" in lake_text(lake)
+
+    result = forget_participant(participant_id="alice@example.org", lake=lake)
+    assert result.traces == ["alice-1", "alice-2"] and result.quarantined == 1
+    assert result.files_vacuumed > 0 and result.artifacts_removed >= 1  # alice's large output artifact
+
+    for name in ("traces", "events", "metrics", "scores", "quarantine"):
+        assert set(lk.table(name).collect()["trace_id"]) <= {"bob-1"}, name
+    assert lk.events().collect().height == 7 and lk.scores().collect().height == 1
+    text = lake_text(lake)
+    who = pseudonym("alice@example.org", get_ingest_settings().pseudonym_key.get_secret_value())
+    for needle in (
+        "ALICE-NOTE-7731",
+        "ALICE-OUT-7731",
+        "ALICE-COMMIT-7731",
+        "ALICE-QUARANTIN",
+        "alice@example.org",
+        who,
+        "alice-1",
+        "alice-bad",
+    ):
+        assert needle not in text, needle
+    assert "BOB-NOTE-5512" in text  # the other participant is untouched
+    assert not [k for k in objects(lake) if "alice" in k]
+    assert Lake(lake).events().filter(pl.col("trace_id") == "bob-1").collect().height == 7  # still readable after the erasure
+
+
+def test_maintain_compacts_vacuums_and_removes_unreferenced_artifacts(tmp_path):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    for i in range(3):
+        write_trace(inbox, f"t-{i}")
+    ingest_inbox(inbox=inbox, lake=lake, batch_max_traces=1)  # three appends: three small files per table
+    lk = Lake(lake)
+    assert len(lk.tables.open("events").file_uris()) == 3
+    fs, root = fs_for(lake)
+    stray = join(root, "artifacts", "f" * 64)
+    fs.pipe_file(stray, b"nobody points here")
+    os.utime(stray, (time.time() - 3 * 86400,) * 2)
+    fresh = join(root, "artifacts", "e" * 64)
+    fs.pipe_file(fresh, b"a writer may be about to reference this")
+
+    result = maintain_lake(lake=lake, vacuum_retention_hours=0)
+    assert result.expired_traces == [] and result.artifacts_removed == 1
+    assert not fs.exists(stray) and fs.exists(fresh)
+    assert len(lk.tables.open("events").file_uris()) == 1
+    assert result.tables["events"]["files_removed"] == 3 and result.tables["events"]["vacuumed"] >= 3
+    events_dir = tmp_path / "lake" / "events"
+    parquet = [p for p in events_dir.rglob("*.parquet")]
+    assert len(parquet) == 1  # the small files are gone from disk, not only from the log
+    assert lk.events().select(pl.len()).collect().item() == 21
+    assert lk.traces().select(pl.col("snapshot_ref").str.slice(7)).collect().item(0, 0) in {
+        p.name for p in (tmp_path / "lake" / "artifacts").iterdir()
+    }
+
+
+def test_retention_removes_old_traces_everywhere(tmp_path):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    write_trace(inbox, "t-old")
+    ingest_inbox(inbox=inbox, lake=lake)
+    judge_traces(lake=lake)
+    fs, root = fs_for(lake)
+    lk = Lake(lake)
+    assert retention(lk, fs, root, retention_days=90, run_id="test").expired_traces == []  # too young
+    later = datetime.now(UTC).date() + timedelta(days=91)
+    r = retention(lk, fs, root, retention_days=90, today=later, run_id="test")
+    assert r.expired_traces == ["t-old"]
+    for name in ("traces", "events", "metrics", "scores"):
+        assert lk.table(name).collect().height == 0, name
+    assert not [k for k in objects(lake) if k.startswith("raw/")]
