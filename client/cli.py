@@ -209,7 +209,7 @@ def reprocess(
         judge=judge,
         lake=_lake(lake),
     )
-    console.print(result.markdown().replace("# ", "").strip())
+    console.print(result.markdown().replace("# ", "").replace("**", "").strip())
     if result.qa:
         _print_qa(result.qa)
     if result.judge:

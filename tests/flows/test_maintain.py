@@ -113,3 +113,26 @@ def test_retention_removes_old_traces_everywhere(tmp_path):
     for name in ("traces", "events", "metrics", "scores"):
         assert lk.table(name).collect().height == 0, name
     assert not [k for k in objects(lake) if k.startswith("raw/")]
+
+
+def test_operations_commands(tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    write_trace(inbox, "t-cli", participant="dave@example.org")
+
+    def prt(*args):
+        out = subprocess.run([sys.executable, "-m", "client.cli", *args, "--lake", lake], cwd=REPO, env={**cli_env, "PRT_INBOX": inbox}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    prt("ingest")
+    assert "1 scored" in prt("reprocess", "--stages", "validate,judge") and "nothing new" in prt("judge")
+    assert "1 still valid" in prt("reprocess", "--stages", "validate")
+    assert "0 traces expired" in prt("maintain")
+    assert "1 traces and 0 quarantine records erased" in prt("forget", "--participant", "dave@example.org")
+    bad = subprocess.run([sys.executable, "-m", "client.cli", "reprocess", "--stages", "validate,lint", "--lake", lake], cwd=REPO, env=cli_env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown stage(s) lint" in bad.stderr
