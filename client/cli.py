@@ -250,6 +250,65 @@ def forget(
 
 
 @app.command()
+def show(trace_id: Annotated[str, typer.Argument(metavar="TRACE_ID")], lake: LakeOpt = None) -> None:
+    """One trace as a timeline: notes, diffs, commands, test outcomes, QA verdict and scores."""
+    from client.show import show_trace
+    from lake.read import Lake
+
+    show_trace(Lake(_lake(lake)), trace_id, console)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    format: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Only traces with at least this overall score.", show_default=False)
+    ] = None,
+    verdict: Annotated[
+        list[str] | None,
+        typer.Option("--verdict", help="Only traces with this QA verdict (repeat for several).", show_default=False),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option("--judge", help="Judge id or kind whose scores to use (default: the latest).", show_default=False),
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Ingest date from (YYYY-MM-DD).", show_default=False)] = None,
+    until: Annotated[str | None, typer.Option(help="Ingest date to (YYYY-MM-DD), inclusive.", show_default=False)] = None,
+    lake: LakeOpt = None,
+) -> None:
+    """Write a deterministic training set: one record per trace (format in tasks/export.py and the README)."""
+    from datetime import date
+
+    from lake.read import Lake
+    from lake.storage import fs_for
+    from tasks.export import build_records, export_dataset
+
+    if format not in ("jsonl", "parquet"):
+        raise typer.BadParameter("use jsonl or parquet", param_hint="--format")
+    url = _lake(lake)
+    fs, root = fs_for(url)
+    records = build_records(
+        Lake(url), fs, root,
+        since=date.fromisoformat(since) if since else None, until=date.fromisoformat(until) if until else None,
+        verdict=verdict or None, min_score=min_score, judge=judge,
+    )  # fmt: skip
+    path = export_dataset(records, out, format)
+    console.print(f"wrote {len(records)} records to {path}")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its plots.")], lake: LakeOpt = None
+) -> None:
+    """An HTML report of the lake with plots (also published as a Prefect markdown artifact)."""
+    from flows.report import report_lake
+
+    path = report_lake(lake=_lake(lake), out=str(out))
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     """Upload the three example sessions into the inbox and run the pipeline on them."""
     from client.upload import find_trace_dirs, upload_trace_dir

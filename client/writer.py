@@ -14,7 +14,6 @@ from the `with` block, so an interrupted writer never leaves a trace that could 
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import hashlib
 import json
@@ -31,8 +30,9 @@ from schemas.errors import InvalidInput
 from schemas.events import EVENT_ADAPTER, EVENT_FIELDS, NOTE_KINDS, Event
 from schemas.layout import ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, artifact_ref, chunk_name, ref_hex
 from schemas.manifest import Complete, Manifest
+from tasks.replay import unified_diff
 
-__all__ = ["TraceWriter", "WriterState", "unified_diff"]
+__all__ = ["TraceWriter", "WriterState"]
 
 
 class WriterState(BaseModel):
@@ -45,22 +45,6 @@ class WriterState(BaseModel):
     """The running chain value (hex), before the next event."""
     opened: bool = False
     """manifest.json (and the snapshot) have been written."""
-
-
-def unified_diff(before: str, after: str, path: str) -> str:
-    """A unified diff from `before` to `after` with `a/` and `b/` headers, as `git diff` writes it."""
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        fromfile=f"a/{path}" if before else "/dev/null",
-        tofile=f"b/{path}",
-    )
-    out = []
-    for line in lines:
-        out.append(line)
-        if not line.endswith("\n"):  # last line without a newline, as diff marks it
-            out.append("\n\\ No newline at end of file\n")
-    return "".join(out)
 
 
 def _validation_message(event_type: str, exc: ValidationError) -> InvalidInput:

@@ -10,9 +10,13 @@ a fresh lake.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
+
 import polars as pl
 
 from lake.tables import LakeTables
+from schemas.rubric import DIMENSIONS
 from schemas.tables import TABLES
 
 __all__ = ["Lake"]
@@ -54,3 +58,71 @@ class Lake:
 
     def scores(self) -> pl.LazyFrame:
         return self.table("scores")
+
+    def latest_qa(self) -> pl.LazyFrame:
+        """The most recent QA run of each trace."""
+        return self.qa_runs().sort("started_at").group_by("trace_id").agg(pl.all().last())
+
+    def judges(self) -> pl.DataFrame:
+        """Every judge that scored something: judge_id, kind, model, traces scored, last run."""
+        return (
+            self.scores()
+            .group_by("judge_id", "judge_kind", "model")
+            .agg(traces=pl.len(), last_scored=pl.col("scored_at").max())
+            .sort("last_scored", descending=True)
+            .collect()
+        )
+
+    def dataset(
+        self,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        verdict: str | Sequence[str] | None = None,
+        min_score: float | None = None,
+        judge: str | None = None,
+    ) -> pl.LazyFrame:
+        """One row per trace: the trace, its metrics, its latest QA verdict and its scores.
+
+        Scores come as columns for one judge (`judge`: a judge_id or a kind such as "heuristic";
+        default: the judge that scored most recently) and as a `scores` list with every judge's
+        overall. Filters: ingest date range (inclusive), QA verdict(s), minimum overall score.
+        """
+        traces = self.traces().select(
+            "trace_id", "task_id", "task_title", "repo_origin", "start_commit", "participant", "started_at", "ended_at",
+            "event_count", "chain_head", "redaction_count", "ingest_date",
+        )  # fmt: skip
+        if since:
+            traces = traces.filter(pl.col("ingest_date") >= since)
+        if until:
+            traces = traces.filter(pl.col("ingest_date") <= until)
+        metrics = self.metrics().drop("ingest_date", "pipeline_run_id", "batch_id", "code_version")
+        qa = self.latest_qa().select(
+            "trace_id", "verdict", "fail_to_pass", "pass_to_fail", pl.col("qa_id"), pl.col("backend").alias("qa_backend")
+        )
+        all_scores = self.scores().filter(pl.col("status") == "scored")
+        chosen = self._judge_id(judge)
+        per_judge = all_scores.group_by("trace_id").agg(scores=pl.struct("judge_id", "overall").sort_by("judge_id"))
+        one = all_scores.filter(pl.col("judge_id") == (chosen or "")).select(
+            "trace_id", "judge_id", "overall", *DIMENSIONS, *[f"why_{d}" for d in DIMENSIONS]
+        )
+        out = traces.join(metrics, on="trace_id", how="left").join(qa, on="trace_id", how="left")
+        out = out.join(one, on="trace_id", how="left").join(per_judge, on="trace_id", how="left")
+        if verdict is not None:
+            out = out.filter(pl.col("verdict").is_in([verdict] if isinstance(verdict, str) else list(verdict)))
+        if min_score is not None:
+            out = out.filter(pl.col("overall") >= min_score)
+        return out.sort("trace_id")
+
+    def _judge_id(self, judge: str | None) -> str | None:
+        judges = self.judges()
+        if judges.is_empty():
+            return judge
+        if judge is None:
+            return judges["judge_id"][0]
+        if judge in judges["judge_id"].to_list():
+            return judge
+        kind = judges.filter(pl.col("judge_kind") == judge)
+        if kind.is_empty():
+            raise KeyError(f"no scores from judge {judge!r}; judges in this lake: {', '.join(judges['judge_id'])}")
+        return kind["judge_id"][0]

@@ -322,7 +322,7 @@ def render_markdown() -> str:
             "| --- | --- | --- |",
         ]
         for field in spec.schema:
-            desc = (field.metadata or {}).get(b"description", b"").decode()
+            desc = (field.metadata or {}).get(b"description", b"").decode().replace("|", "\\|")
             null = "" if field.nullable else " (not null)"
             out.append(f"| `{field.name}` | {field.type}{null} | {desc} |")
         out.append("")

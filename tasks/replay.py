@@ -1,16 +1,18 @@
-"""Replay recorded edits: apply unified diffs strictly (no fuzz, no offsets) and check the hashes.
+"""Unified diffs: make them (the SDK, the export's final patch) and replay them strictly (no fuzz,
+no offsets), checking the recorded hashes.
 
 Runs on the host on plain text only: applying a diff never executes anything from the trace.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["DiffError", "EditSpec", "ReplayError", "apply_unified_diff", "replay_edits"]
+__all__ = ["DiffError", "EditSpec", "ReplayError", "apply_unified_diff", "replay_edits", "unified_diff"]
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _HEADER_PREFIXES = ("--- ", "+++ ", "diff ", "index ", "new file mode", "deleted file mode", "similarity ", "rename ")
@@ -107,6 +109,22 @@ def apply_unified_diff(original: str, diff: str) -> str:
                 f"hunk @@ -{old_start},{old_len} has {old_seen} old and {new_seen} new lines, the header says {old_len} and {new_len}"
             )
     out.extend(src[pos:])
+    return "".join(out)
+
+
+def unified_diff(before: str, after: str, path: str) -> str:
+    """A unified diff from `before` to `after` with `a/` and `b/` headers, as `git diff` writes it."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"a/{path}" if before else "/dev/null",
+        tofile=f"b/{path}",
+    )
+    out = []
+    for line in lines:
+        out.append(line)
+        if not line.endswith("\n"):  # last line without a newline, as diff marks it
+            out.append("\n\\ No newline at end of file\n")
     return "".join(out)
 
 

@@ -182,3 +182,22 @@ def fake_openai(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret")
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def examples_lake(tmp_path_factory, prefect_server) -> str:
+    """A lake holding the three examples, ingested, verified (namespace sandbox) and scored (heuristic)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from client.upload import find_trace_dirs, upload_trace_dir
+    from flows.process import process_inbox
+    from schemas.settings import SandboxSettings
+
+    base = tmp_path_factory.mktemp("examples-lake")
+    inbox, lake = str(base / "inbox"), str(base / "lake")
+    for d in find_trace_dirs(EXAMPLES):
+        upload_trace_dir(d, inbox)
+    sandbox_or_skip("namespace", SandboxSettings())
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        process_inbox(inbox=inbox, lake=lake, sandbox="namespace")
+    return lake

@@ -176,7 +176,7 @@ def write_repo_trace(
         current = dict(files)
         for i, (path, new) in enumerate(edits):
             if bad_hash_at == i:
-                from client.writer import unified_diff
+                from tasks.replay import unified_diff
 
                 w.file_edit(path, unified_diff(current.get(path, ""), new, path), "0" * 64)
             else:

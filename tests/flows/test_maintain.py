@@ -125,7 +125,13 @@ def test_operations_commands(tmp_path, cli_env):
     write_trace(inbox, "t-cli", participant="dave@example.org")
 
     def prt(*args):
-        out = subprocess.run([sys.executable, "-m", "client.cli", *args, "--lake", lake], cwd=REPO, env={**cli_env, "PRT_INBOX": inbox}, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "client.cli", *args, "--lake", lake],
+            cwd=REPO,
+            env={**cli_env, "PRT_INBOX": inbox},
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout
 
@@ -134,5 +140,11 @@ def test_operations_commands(tmp_path, cli_env):
     assert "1 still valid" in prt("reprocess", "--stages", "validate")
     assert "0 traces expired" in prt("maintain")
     assert "1 traces and 0 quarantine records erased" in prt("forget", "--participant", "dave@example.org")
-    bad = subprocess.run([sys.executable, "-m", "client.cli", "reprocess", "--stages", "validate,lint", "--lake", lake], cwd=REPO, env=cli_env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "client.cli", "reprocess", "--stages", "validate,lint", "--lake", lake],
+        cwd=REPO,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "unknown stage(s) lint" in bad.stderr
