@@ -52,15 +52,47 @@ def upload(
         Path, typer.Argument(metavar="DIR", help="A trace folder, or a folder of trace folders.", exists=True, file_okay=False)
     ],
     inbox: InboxOpt = None,
+    grant: Annotated[
+        str | None,
+        typer.Option("--grant", help="Upload through a grant file from `prt grant` (no credentials needed).", show_default=False),
+    ] = None,
 ) -> None:
     """Upload trace folders laid out per inbox protocol v1 (complete.json goes last)."""
     from client.upload import find_trace_dirs, upload_trace_dir
 
-    target = _inbox(inbox)
+    target, put = (None, None) if grant else (_inbox(inbox), None)
+    if grant:
+        from client.grant import GrantUploader, load_grant
+
+        put = GrantUploader(load_grant(grant)).put
     for folder in find_trace_dirs(directory):
-        r = upload_trace_dir(folder, target)
+        r = upload_trace_dir(folder, target, put=put)
         state = "complete" if r.complete else "no complete.json yet"
         console.print(f"{r.trace_id}: {r.created} objects uploaded, {r.unchanged} already there ({state})")
+
+
+@app.command()
+def grant(
+    trace_id: Annotated[str, typer.Argument(metavar="TRACE_ID")],
+    inbox: InboxOpt = None,
+    expires_s: Annotated[int, typer.Option("--expires-s", help="Seconds the grant stays valid.")] = 3600,
+    max_bytes: Annotated[int, typer.Option("--max-bytes", help="Largest object the grant accepts.")] = 512 * 2**20,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the grant here instead of printing it.", show_default=False)
+    ] = None,
+) -> None:
+    """Issue a short-lived upload grant for one trace (a presigned S3 POST policy: that trace's prefix, a size cap)."""
+    import json
+
+    from client.grant import issue_grant
+
+    text = json.dumps(issue_grant(_inbox(inbox), trace_id, expires_s=expires_s, max_bytes=max_bytes), indent=2)
+    if out:
+        out.write_text(text + "\n")
+        os.chmod(out, 0o600)
+        err_console.print(f"grant for {trace_id} written to {out} (valid {expires_s} s)")
+    else:
+        print(text)
 
 
 def _print_ingest(summary) -> None:

@@ -1,5 +1,7 @@
 """The producer SDK: write one debugging session into an inbox, following inbox protocol v1.
 
+The inbox is any fsspec URL (with credentials), or an upload grant from `prt grant` (without).
+
     with TraceWriter("s3://bucket/inbox", manifest, snapshot=snapshot_git(".")) as w:
         w.note("hypothesis", "mean() divides by the wrong length")
         w.edit_file("calc.py", before, after)
@@ -58,9 +60,10 @@ class TraceWriter:
 
     def __init__(
         self,
-        inbox: str,
+        inbox: str | None,
         manifest: Manifest | Mapping[str, Any],
         *,
+        grant: Mapping[str, Any] | None = None,
         snapshot: bytes | None = None,
         chunk_max_events: int = 200,
         chunk_max_bytes: int = 1 << 20,
@@ -73,8 +76,17 @@ class TraceWriter:
     ):
         self.manifest = self._manifest(manifest, snapshot)
         self.trace_id = self.manifest.trace_id
-        self._fs, root = fs_for(inbox, storage_options)
-        self._prefix = join(root, self.trace_id)
+        if grant is not None:
+            from client.grant import GrantUploader
+
+            if grant.get("trace_id") != self.trace_id:
+                raise InvalidInput("grant", f"the grant is for trace {grant.get('trace_id')!r}, not {self.trace_id!r}")
+            self._put = GrantUploader(dict(grant)).put
+        elif inbox is None:
+            raise InvalidInput("inbox", "give an inbox URL or an upload grant")
+        else:
+            fs, root = fs_for(inbox, storage_options)
+            self._put = lambda key, data: put_immutable(fs, join(root, key), data)
         self._snapshot = snapshot
         self._chunk_max_events = chunk_max_events
         self._chunk_max_bytes = chunk_max_bytes
@@ -112,7 +124,7 @@ class TraceWriter:
         if self._snapshot is not None:
             self.artifact(self._snapshot)
         body = self.manifest.model_dump_json(exclude_none=True, indent=2).encode()
-        put_immutable(self._fs, join(self._prefix, MANIFEST), body)
+        self._put(f"{self.trace_id}/{MANIFEST}", body)
         self._opened = True
 
     def close(self) -> Complete:
@@ -125,7 +137,7 @@ class TraceWriter:
             chain_head=self._chain.hex(),
             ended_at=datetime.fromtimestamp(self._clock(), UTC),
         )
-        put_immutable(self._fs, join(self._prefix, COMPLETE), complete.model_dump_json(indent=2).encode())
+        self._put(f"{self.trace_id}/{COMPLETE}", complete.model_dump_json(indent=2).encode())
         self._closed = True
         return complete
 
@@ -216,7 +228,7 @@ class TraceWriter:
     def artifact(self, data: bytes) -> str:
         """Store `data` content-addressed under artifacts/ and return its `sha256:<hex>` ref."""
         ref = artifact_ref(data)
-        put_immutable(self._fs, join(self._prefix, ARTIFACTS_DIR, ref_hex(ref)), data)
+        self._put(f"{self.trace_id}/{ARTIFACTS_DIR}/{ref_hex(ref)}", data)
         return ref
 
     def _emit(self, event_type: str, kw: dict[str, Any], /, **fields: Any) -> Event:
@@ -267,7 +279,7 @@ class TraceWriter:
         chunk_id = hashlib.sha256(raw).hexdigest()[:16]
         body = gzip.compress(raw, mtime=0) if self._compress else raw
         name = chunk_name(self._chunk_seq, chunk_id, gzip=self._compress)
-        put_immutable(self._fs, join(self._prefix, CHUNKS_DIR, name), body)
+        self._put(f"{self.trace_id}/{CHUNKS_DIR}/{name}", body)
         self._chunk_seq += 1
         self._buffer.clear()
         self._buffer_bytes = 0
