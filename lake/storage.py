@@ -87,24 +87,30 @@ def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     """Create `path` with `data` unless it exists; objects never change once written.
 
     Returns True when this call created the object, False when identical bytes were already
-    there (a re-send is a no-op). Raises `ObjectConflict` when other bytes are there.
+    there (a re-send is a no-op). Raises `ObjectConflict` when other bytes are there. An object
+    deleted between a refused create and the comparison (a claim being released) is created again.
     Creation is atomic and exclusive: a hard link on local disks, `If-None-Match: *` on S3.
     """
-    try:
-        if _is_local_fs(fs):
-            _local_create(path, data)
-        elif "s3" in _protocols(fs):
-            fs.pipe_file(path, data, mode="create")
-        else:  # best effort elsewhere: exists-then-write
-            if fs.exists(path):
-                raise FileExistsError(path)
-            fs.pipe_file(path, data)
-        return True
-    except FileExistsError:
-        existing = fs.cat_file(path)
-        if existing != data:
-            raise ObjectConflict(path) from None
-        return False
+    for _ in range(3):
+        try:
+            if _is_local_fs(fs):
+                _local_create(path, data)
+            elif "s3" in _protocols(fs):
+                fs.pipe_file(path, data, mode="create")
+            else:  # best effort elsewhere: exists-then-write
+                if fs.exists(path):
+                    raise FileExistsError(path)
+                fs.pipe_file(path, data)
+            return True
+        except FileExistsError:
+            try:
+                existing = fs.cat_file(path)
+            except FileNotFoundError:
+                continue  # deleted between our create and our read (a released claim): try again
+            if existing != data:
+                raise ObjectConflict(path) from None
+            return False
+    raise ObjectConflict(path, f"{path} keeps appearing and disappearing; another writer is busy with it")
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:

@@ -170,7 +170,10 @@ class Claims:
             return None
         if not leases:
             return None
-        body = json.loads(self.fs.cat_file(leases[-1]))
+        try:
+            body = json.loads(self.fs.cat_file(leases[-1]))
+        except FileNotFoundError:  # the batch was closed between the listing and the read
+            return None
         return body["gen"], body
 
     def renew(self, batch_id: str) -> None:
@@ -203,7 +206,7 @@ class Claims:
             if latest is None or info is None:
                 # A batch that never got its journal and first lease down claimed nothing: tidy it.
                 if self._stale(d):
-                    self.fs.rm(d, recursive=True)
+                    _rm_quiet(self.fs, [d], recursive=True)
                 continue
             gen, body = latest
             owner = Owner(**body["owner"])
