@@ -27,7 +27,7 @@ from tasks.judge.render import render_trace
 
 __all__ = ["SYSTEM_PROMPT", "ModelJudge", "RubricReply"]
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 
 class DimensionScore(BaseModel):
@@ -67,11 +67,11 @@ SYSTEM_PROMPT = (
 
 
 def _fence(view: TraceView, max_chars: int) -> tuple[str, str]:
+    """The user message: trusted context outside the fence, everything the client wrote inside it."""
     nonce = secrets.token_hex(16)
-    body = render_trace(view, max_chars).replace("<<", "< <")  # no marker-like text survives inside
+    untrusted = f"Task: {view.task_title}\nDescription: {view.task_description}\n\n{render_trace(view, max_chars)}"
+    body = untrusted.replace("<<", "< <")  # no marker-like text survives inside the fence
     user = (
-        f"Task: {view.task_title}\n"
-        f"Description: {view.task_description}\n"
         f"Verification verdict (from the pipeline, trusted): {view.qa_verdict or 'not run yet'}\n\n"
         f"<<TRACE {nonce}>>\n{body}\n<<END TRACE {nonce}>>\n\n"
         "Score the session between the markers."

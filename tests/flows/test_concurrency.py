@@ -22,7 +22,17 @@ def test_two_ingest_runs_at_once(storage_url, cli_env):
     key = "t-07/" + chunk_keys(inbox, "t-07")[0]
     put(inbox, key, objects(inbox)[key].replace(b"note 0", b"note X"))  # one bad trace among them
     env = {**cli_env, "PRT_INBOX": inbox, "PRT_LAKE": lake, "PRT_BATCH_MAX_TRACES": "4"}  # many small batches interleave
-    procs = [subprocess.Popen([sys.executable, "-m", "client.cli", "ingest"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "client.cli", "ingest"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
 
