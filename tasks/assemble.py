@@ -37,8 +37,8 @@ class AssembledTrace:
     trace_id: str
     manifest: Manifest
     complete: Complete
-    events: list[Event]
-    """In seq order."""
+    events: list[Event] | None
+    """In seq order; None when the column-wise path validated the trace (its rows come as a frame)."""
     lines: list[bytes]
     """The exact event lines, in seq order."""
     digests: list[bytes]
@@ -130,7 +130,8 @@ def _classify_event_error(tid: str, key: str, lineno: int, exc: ValidationError)
     return _reject("schema_error", tid, key, f"{where} field {loc}: {err['msg']}")
 
 
-def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> list[tuple[int, bytes, Event]]:
+def split_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> list[bytes]:
+    """The event lines of one chunk: decompressed within the limit, UTF-8, no empty or oversized lines."""
     if key.endswith(".gz"):
         raw = _decompress(tid, key, raw, settings.max_chunk_bytes)
     elif len(raw) > settings.max_chunk_bytes:
@@ -145,7 +146,6 @@ def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> li
         lines.pop()
     if not lines:
         raise _reject("bad_json", tid, key, "holds no events")
-    out = []
     for i, line in enumerate(lines, 1):
         if len(line) > settings.max_line_bytes:
             raise _reject(
@@ -153,6 +153,12 @@ def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> li
             )
         if not line.strip():
             raise _reject("bad_json", tid, key, f"line {i} is empty")
+    return lines
+
+
+def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> list[tuple[int, bytes, Event]]:
+    out = []
+    for i, line in enumerate(split_chunk(tid, key, raw, settings), 1):
         try:
             event = EVENT_ADAPTER.validate_json(line)
         except ValidationError as exc:
@@ -161,43 +167,67 @@ def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> li
     return out
 
 
-def check_snapshot(tid: str, key: str, data: bytes, max_unpacked: int) -> int:
-    """A snapshot must be a gzip tar of regular files and folders with safe relative names.
-    Returns the number of files."""
-    files = 0
+def _snapshot_problem(data: bytes, max_unpacked: int) -> str | None:
+    """Why `data` is not a safe snapshot (a gzip tar of regular files and folders with safe
+    relative names, not too large unpacked), or None."""
     total = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
             for i, member in enumerate(tar):
                 name = member.name.removeprefix("./")
                 if i >= MAX_SNAPSHOT_MEMBERS:
-                    raise _reject("bad_snapshot", tid, key, f"has more than {MAX_SNAPSHOT_MEMBERS} entries")
+                    return f"has more than {MAX_SNAPSHOT_MEMBERS} entries"
                 if not (member.isreg() or member.isdir()):
                     what = "a link" if member.issym() or member.islnk() else "a device or special file"
-                    raise _reject(
-                        "bad_snapshot", tid, key, f"entry {member.name!r} is {what}; only files and folders are allowed"
-                    )
+                    return f"entry {member.name!r} is {what}; only files and folders are allowed"
                 if name in ("", ".") and member.isdir():
                     continue
                 reason = unsafe_path_reason(name.rstrip("/"))
                 if reason:
-                    raise _reject("bad_snapshot", tid, key, f"entry {member.name!r} {reason}")
+                    return f"entry {member.name!r} {reason}"
                 total += member.size
                 if total > max_unpacked:
-                    raise _reject("bad_snapshot", tid, key, f"unpacks to more than {max_unpacked} bytes")
-                files += member.isreg()
+                    return f"unpacks to more than {max_unpacked} bytes"
     except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-        raise _reject("bad_snapshot", tid, key, f"is not a readable gzip tar ({exc})") from None
-    return files
+        return f"is not a readable gzip tar ({exc})"
+    return None
 
 
-def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
-    """Validate one trace's objects and return it assembled, or raise `TraceRejected`."""
+_SNAPSHOT_VERDICTS: dict[tuple[str, int], str | None] = {}
+
+
+def check_snapshot(tid: str, key: str, data: bytes, max_unpacked: int, *, content_hash: str | None = None) -> None:
+    """Raise `bad_snapshot` unless `data` is a safe snapshot. Sessions on one repo share a
+    snapshot, and the verdict depends only on the bytes: it is kept per content hash."""
+    verdict_key = (content_hash or hashlib.sha256(data).hexdigest(), max_unpacked)
+    if verdict_key not in _SNAPSHOT_VERDICTS:
+        if len(_SNAPSHOT_VERDICTS) > 4096:
+            _SNAPSHOT_VERDICTS.clear()
+        _SNAPSHOT_VERDICTS[verdict_key] = _snapshot_problem(data, max_unpacked)
+    problem = _SNAPSHOT_VERDICTS[verdict_key]
+    if problem:
+        raise _reject("bad_snapshot", tid, key, problem)
+
+
+@dataclass
+class Header:
+    """What a trace is apart from its events: checked manifest, completion record, chunks, artifacts."""
+
+    manifest: Manifest
+    complete: Complete
+    chunks: dict[int, str]
+    """chunk_seq -> object key (duplicates of identical bytes dropped)."""
+    artifacts: dict[str, bytes]
+    """artifact name -> bytes, every one checked against its name."""
+
+
+def check_header(tb: TraceBlobs, settings: IngestSettings) -> Header:
+    """Everything but the events: manifest and consent first (consent false keeps nothing else),
+    then layout, consistency, sizes, chunk numbering, artifacts and the snapshot."""
     tid = tb.trace_id
     blobs = tb.blobs
     listing = tb.listing
 
-    # 1. The manifest decides whether anything may be kept at all.
     if MANIFEST not in listing.objects:
         raise _reject(
             "manifest_missing", tid, MANIFEST, "is missing although complete.json is there (the manifest is written first)"
@@ -209,7 +239,6 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
         raise _reject("consent_withdrawn", tid, MANIFEST, "says consent is false; nothing of the trace is kept")
     complete = listing.complete or parse_complete(tid, blobs[COMPLETE])
 
-    # 2. Layout and consistency.
     _check_layout(tb)
     if manifest.trace_id != tid:
         raise _reject("manifest_mismatch", tid, MANIFEST, f"names trace {manifest.trace_id!r}, but it is in folder {tid!r}")
@@ -224,28 +253,68 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
             "artifact_too_large", tid, key, f"is {size} bytes, over the {settings.max_artifact_bytes}-byte artifact limit"
         )
 
-    # 3. Chunks: one object per seq, exactly 0..chunk_count-1.
-    by_seq: dict[int, str] = {}
+    chunks: dict[int, str] = {}
     for key in sorted(k for k in listing.objects if k.startswith(CHUNKS_DIR + "/")):
         seq = parse_chunk_name(key.split("/", 1)[1]).seq
-        if seq in by_seq:
-            if blobs[by_seq[seq]] != blobs[key]:
-                raise _reject("chunk_conflict", tid, key, f"has chunk_seq {seq} like {by_seq[seq]} but different bytes")
+        if seq in chunks:
+            if blobs[chunks[seq]] != blobs[key]:
+                raise _reject("chunk_conflict", tid, key, f"has chunk_seq {seq} like {chunks[seq]} but different bytes")
             continue
-        by_seq[seq] = key
-    extra = sorted(s for s in by_seq if s >= complete.chunk_count)
+        chunks[seq] = key
+    extra = sorted(s for s in chunks if s >= complete.chunk_count)
     if extra:
         raise _reject(
-            "manifest_mismatch", tid, by_seq[extra[0]], f"is beyond complete.json's chunk_count of {complete.chunk_count}"
+            "manifest_mismatch", tid, chunks[extra[0]], f"is beyond complete.json's chunk_count of {complete.chunk_count}"
         )
 
-    # 4. Events.
+    artifacts: dict[str, bytes] = {}
+    for key in listing.objects:
+        if key.startswith(ARTIFACTS_DIR + "/"):
+            name = key.split("/", 1)[1]
+            if hashlib.sha256(blobs[key]).hexdigest() != listing.artifact_map.get(name, name):
+                raise _reject("artifact_mismatch", tid, key, "does not hash to its name")
+            artifacts[name] = blobs[key]
+    snap_hex = ref_hex(manifest.repo.snapshot)
+    if snap_hex not in artifacts:
+        raise _reject(
+            "artifact_missing", tid, MANIFEST, f"repo.snapshot references {manifest.repo.snapshot}, which is not under artifacts/"
+        )
+    check_snapshot(
+        tid, f"{ARTIFACTS_DIR}/{snap_hex}", artifacts[snap_hex], settings.max_snapshot_unpacked_bytes,
+        content_hash=listing.artifact_map.get(snap_hex, snap_hex),  # checked against the bytes above
+    )  # fmt: skip
+    return Header(manifest, complete, chunks, artifacts)
+
+
+def original_digests(lines: list[bytes], digest_map: dict[str, str]) -> list[bytes]:
+    """sha256 of each line as the client wrote it (lines redacted in the lake map back)."""
+    digests = [hashlib.sha256(line).digest() for line in lines]
+    if digest_map:
+        digests = [bytes.fromhex(digest_map.get(d.hex(), d.hex())) for d in digests]
+    return digests
+
+
+def chain_error(tid: str, complete: Complete, digests: list[bytes]) -> TraceRejected | None:
+    head = chain_head_from_digests(tid, digests)
+    if head == complete.chain_head:
+        return None
+    what = f"chain_head {complete.chain_head[:16]}… does not match the events ({head[:16]}…): an event was changed, added or lost"
+    return _reject("chain_mismatch", tid, COMPLETE, what)
+
+
+def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
+    """Validate one trace's objects, every event through the pydantic models, and return it
+    assembled, or raise `TraceRejected`. The reference path: tasks/fastpath.py must agree with it."""
+    tid = tb.trace_id
+    header = check_header(tb, settings)
+    complete = header.complete
+
     rows: list[tuple[int, bytes, Event]] = []
     where: dict[int, str] = {}
     chunk_seqs: dict[str, list[int]] = {}
     for seq in range(complete.chunk_count):
-        key = by_seq[seq]
-        parsed = _parse_chunk(tid, key, blobs[key], settings)
+        key = header.chunks[seq]
+        parsed = _parse_chunk(tid, key, tb.blobs[key], settings)
         chunk_seqs[key] = [s for s, _, _ in parsed]
         for s, _, _ in parsed:
             if s in where:
@@ -264,48 +333,30 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
             raise _reject("duplicate_event_id", tid, where[s], f"event seq {s} reuses id {e.id!r} of seq {seen_ids[e.id]}")
         seen_ids[e.id] = s
 
-    # 5. The chain over the exact line bytes.
     lines = [line for _, line, _ in rows]
-    digests = [hashlib.sha256(line).digest() for line in lines]
-    if listing.digest_map:  # lines redacted in the lake hash back to what the client sent
-        digests = [bytes.fromhex(listing.digest_map.get(d.hex(), d.hex())) for d in digests]
-    head = chain_head_from_digests(tid, digests)
-    if head != complete.chain_head:
-        raise _reject(
-            "chain_mismatch",
-            tid,
-            COMPLETE,
-            f"chain_head {complete.chain_head[:16]}… does not match the events ({head[:16]}…): an event was changed, added or lost",
-        )
+    digests = original_digests(lines, tb.listing.digest_map)
+    problem = chain_error(tid, complete, digests)
+    if problem:
+        raise problem
 
-    # 6. Artifacts: every one hashes to its name, every reference resolves.
-    artifacts: dict[str, bytes] = {}
-    for key in listing.objects:
-        if key.startswith(ARTIFACTS_DIR + "/"):
-            name = key.split("/", 1)[1]
-            if hashlib.sha256(blobs[key]).hexdigest() != listing.artifact_map.get(name, name):
-                raise _reject("artifact_mismatch", tid, key, "does not hash to its name")
-            artifacts[name] = blobs[key]
-    refs = [(MANIFEST, "repo.snapshot", manifest.repo.snapshot)]
     for s, _, e in rows:
         if e.type == "cmd_run":
-            refs += [(where[s], f"seq {s} {f}", getattr(e, f)) for f in ("stdout_ref", "stderr_ref") if getattr(e, f)]
-    for key, what, ref in refs:
-        if ref_hex(ref) not in artifacts:
-            raise _reject("artifact_missing", tid, key, f"{what} references {ref}, which is not under artifacts/")
-
-    snap_hex = ref_hex(manifest.repo.snapshot)
-    check_snapshot(tid, f"{ARTIFACTS_DIR}/{snap_hex}", artifacts[snap_hex], settings.max_snapshot_unpacked_bytes)
+            for f in ("stdout_ref", "stderr_ref"):
+                ref = getattr(e, f)
+                if ref and ref_hex(ref) not in header.artifacts:
+                    raise _reject(
+                        "artifact_missing", tid, where[s], f"seq {s} {f} references {ref}, which is not under artifacts/"
+                    )
 
     return AssembledTrace(
         trace_id=tid,
-        manifest=manifest,
+        manifest=header.manifest,
         complete=complete,
         events=[e for _, _, e in rows],
         lines=lines,
         digests=digests,
-        artifacts=artifacts,
-        objects=dict(blobs),
+        artifacts=header.artifacts,
+        objects=dict(tb.blobs),
         chunk_seqs=chunk_seqs,
-        pseudonymized=listing.pseudonymized,
+        pseudonymized=tb.listing.pseudonymized,
     )

@@ -33,8 +33,9 @@ from tasks._prefect import STAGE, retry_if_transient
 from tasks.archive import ArchivePlan, archive_marker, archive_trace, move_to_quarantine, quarantine_marker
 from tasks.assemble import AssembledTrace, assemble_trace, parse_manifest
 from tasks.claims import BatchInfo, Claims, safe_key
+from tasks.fastpath import assemble_fast
 from tasks.frames import BatchStamp, empty_frame, events_frame, polars_schema, to_arrow, traces_frame
-from tasks.inbox import InboxObject, TraceListing, delete_trace_objects, load_traces
+from tasks.inbox import InboxObject, TraceBlobs, TraceListing, delete_trace_objects, load_traces
 from tasks.metrics import metrics_frame
 from tasks.privacy import pseudonym
 from tasks.redact import PREFILTER, redact_bytes, redact_columns, redact_json_value, redact_text, redaction_records
@@ -91,6 +92,8 @@ class PreparedBatch:
     listings: dict[str, TraceListing] = field(default_factory=dict)
     claimed: list[str] = field(default_factory=list)
     """Every trace whose claim names this batch; released at the end."""
+    fast_events: pl.DataFrame | None = None
+    """Event rows of the traces the fast path accepted (the others' rows come from their models)."""
 
     @property
     def stamp(self) -> BatchStamp:
@@ -180,6 +183,7 @@ def prepare_batch(
         else:
             todo.append(listing)
 
+    loaded: list[TraceBlobs] = []
     known: dict[str, str] = {}
     if todo and not resumed:
         found = tables.lookup("traces", "trace_id", [t.trace_id for t in todo], ["trace_id", "chain_head"]).to_pylist()
@@ -206,12 +210,32 @@ def prepare_batch(
                     )
                 )
             continue
+        loaded.append(tb)
+    assemble_batch(out, loaded, settings)
+    return out
+
+
+def assemble_batch(out: PreparedBatch, loaded: list[TraceBlobs], settings: IngestSettings) -> None:
+    """Assemble traces column-wise (tasks/fastpath.py); the pydantic path takes whatever the fast
+    path cannot vouch for, and names the problem of every trace it rejects."""
+    key = settings.pseudonym_key.get_secret_value()
+
+    def reject(tb: TraceBlobs, exc: TraceRejected) -> None:
+        participant = None if exc.reason == "consent_withdrawn" else _participant(tb.blobs, tb.trace_id, key)
+        out.rejected.append(
+            Rejection(tb.trace_id, exc.reason, str(exc), exc.object_key, participant=participant, listing=tb.listing)
+        )
+
+    fast = assemble_fast(loaded, settings)
+    out.accepted += fast.accepted
+    out.fast_events = fast.events
+    for tb, exc in fast.rejected:
+        reject(tb, exc)
+    for tb in fast.slow:
         try:
             out.accepted.append(assemble_trace(tb, settings))
         except TraceRejected as exc:
-            participant = None if exc.reason == "consent_withdrawn" else _participant(tb.blobs, t.trace_id, key)
-            out.rejected.append(Rejection(t.trace_id, exc.reason, str(exc), exc.object_key, participant=participant, listing=t))
-    return out
+            reject(tb, exc)
 
 
 # -- build ------------------------------------------------------------------------------------
@@ -309,7 +333,7 @@ def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
         _redact_artifacts(t, plans[t.trace_id])
     renamed = {f"sha256:{a}": f"sha256:{b}" for p in plans.values() for a, b in p.renamed.items()}
 
-    events = events_frame(prep.accepted, stamp)
+    events = events_frame([t for t in prep.accepted if t.events is not None], stamp, fast=prep.fast_events)
     if renamed:
         events = events.with_columns(pl.col(c).replace(renamed) for c in ("stdout_ref", "stderr_ref"))
     events = _redact_extra(redact_columns(events, TEXT_COLUMNS, list_columns=("failing_tests",)), "extra")

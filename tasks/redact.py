@@ -68,13 +68,16 @@ RULES: tuple[Rule, ...] = (
 
 # Every rule above and every detect-secrets detector needs one of these fragments to match, so a
 # text without any of them needs no further look. Kept to the syntax shared by Python's `re` and
-# Rust's `regex` (no look-around), so polars can evaluate it. tests/tasks/test_redact.py proves
-# the superset property against both layers.
+# Rust's `regex` (no look-around), so polars can evaluate it column-wise. Keywords count only when
+# an assignment-like character follows on the same line (or a comparison precedes them), as in
+# every keyword pattern of detect-secrets. tests/tasks/test_redact.py proves the superset property
+# against samples of both layers.
+_KEYWORD = r"(key|pass|pwd|pw|secret|token|contrase)"
 PREFILTER = (
     r"(?i:-----begin|aws|a3t[a-z0-9]|akia|asia|abia|acca|gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent)-"
     r"|gr1348941|sk-|xox[abposr]-|hooks\.slack|[rs]k_live_|eyj|://[^/\s]*@|accountkey=|akc[a-z0-9]|ap[0-9a-f][a-z0-9]{8}"
     r"|sg\.|sq0csp-|pypi-|_authtoken|-us[0-9]|[mno][a-z0-9_-]{23,25}\.|[0-9]{8,10}:[a-z0-9_-]{35}|ac[a-z0-9]{32}|sk[a-z0-9]{32}"
-    r"|key|pass|pwd|secret|token|contrase)"
+    rf"|{_KEYWORD}[^\n]*[=:(;>]|{_KEYWORD}[\s\"'\]]+[a-z0-9_/+-]{{24,}}|[=!]=[^\n]*{_KEYWORD})"
 )
 _PREFILTER_RE = re.compile(PREFILTER)
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.~]*")
