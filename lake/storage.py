@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
@@ -22,6 +23,7 @@ __all__ = [
     "fs_for",
     "is_local",
     "join",
+    "map_io",
     "put_immutable",
     "read_bytes",
 ]
@@ -111,6 +113,16 @@ def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
                 raise ObjectConflict(path) from None
             return False
     raise ObjectConflict(path, f"{path} keeps appearing and disappearing; another writer is busy with it")
+
+
+def map_io(fn, items, *, workers: int = 16) -> list:
+    """`fn` over `items` on a thread pool: object-store calls wait on the network or the disk, not on
+    the GIL, so many small objects go much faster together than one after another."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:

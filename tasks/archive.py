@@ -1,33 +1,47 @@
 """Copy raw objects into the lake before they leave the inbox, and check every copy.
 
-Accepted traces go to `<lake>/raw/<trace_id>/` with redacted event lines and a manifest whose
-participant id is replaced by its pseudonym; artifacts go to `<lake>/artifacts/<sha256>`, output
-artifacts redacted (and renamed by their new hash). Rejected traces move under
-`<lake>/quarantine/<trace>/<quarantine_id>/objects/`, redacted and pseudonymised as far as their
-bytes can be read. Every written object is read back and compared before
-the marker object (`_archived.json`, `_moved.json`) says the copy is complete; only then may the
-inbox objects be deleted.
+Accepted traces go to `<lake>/raw/<trace_id>/archive.tar`: one object holding the trace's inbox
+objects (event lines redacted, the manifest's participant id replaced by its pseudonym) and
+`_archived.json` (the digest map that keeps the chain checkable, what was redacted). One object
+per trace, not five: written atomically, its presence says the archive is complete. Artifacts go
+to `<lake>/artifacts/<sha256>`, outputs redacted (and renamed by their new hash). Rejected traces
+move under `<lake>/quarantine/<trace>/<quarantine_id>/objects/`, redacted and pseudonymised as
+far as their bytes can be read, then `_moved.json`. Every written object is read back and
+compared; only then may the inbox objects be deleted.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import tarfile
 import zlib
 from collections.abc import Mapping
 
 from fsspec import AbstractFileSystem
 
-from lake.storage import join, put_immutable
+from lake.storage import join, map_io, put_immutable
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST
 from tasks.assemble import AssembledTrace
 from tasks.inbox import TraceListing
 from tasks.privacy import pseudonym
 from tasks.redact import redact_bytes, redact_json_value, redact_text
 
-__all__ = ["ArchivePlan", "archive_marker", "archive_trace", "move_to_quarantine", "quarantine_marker"]
+__all__ = [
+    "ArchivePlan",
+    "archive_marker",
+    "archive_traces",
+    "make_tar",
+    "move_to_quarantine",
+    "put_verified",
+    "quarantine_marker",
+    "read_objects",
+    "read_tar",
+]
 
+ARCHIVE = "archive.tar"
 ARCHIVED = "_archived.json"
 MOVED = "_moved.json"
 
@@ -48,7 +62,27 @@ class ArchivePlan:
 
 
 def archive_marker(lake_root: str, trace_id: str) -> str:
-    return join(lake_root, "raw", trace_id, ARCHIVED)
+    """The archive object of a trace; it exists only once the whole archive is written."""
+    return join(lake_root, "raw", trace_id, ARCHIVE)
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar of `files`, sorted, with fixed metadata: the same files, the same bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(files[name]))
+    return buf.getvalue()
+
+
+def read_tar(data: bytes) -> dict[str, bytes]:
+    """The regular files of an archive written by `make_tar` (nothing else is ever extracted)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isreg()}
 
 
 def quarantine_marker(lake_root: str, key: str) -> str:
@@ -62,42 +96,58 @@ def _chunk_bytes(key: str, raw: bytes, lines: list[tuple[int, bytes]], redacted:
     return gzip.compress(body, mtime=0) if key.endswith(".gz") else body
 
 
-def _put_verified(fs: AbstractFileSystem, objects: dict[str, bytes]) -> None:
-    for path, data in objects.items():
+def put_verified(fs: AbstractFileSystem, objects: dict[str, bytes]) -> None:
+    """Write every object (immutable: an identical one already there is fine), then read each back
+    and compare. Raises before anything could be deleted on the strength of a bad copy."""
+
+    def put_and_check(item: tuple[str, bytes]) -> str | None:
+        path, data = item
         put_immutable(fs, path, data)
-    fs.invalidate_cache()
-    back = fs.cat(list(objects), on_error="return")
-    for path, data in objects.items():
-        if back.get(path) != data:
-            raise OSError(f"archive copy {path} does not read back as written; the inbox objects were kept")
+        return None if fs.cat_file(path) == data else path
+
+    bad = [p for p in map_io(put_and_check, objects.items()) if p]
+    if bad:
+        raise OSError(f"archive copy {bad[0]} does not read back as written; the inbox objects were kept")
 
 
-def archive_trace(fs: AbstractFileSystem, lake_root: str, plan: ArchivePlan, batch_id: str) -> None:
-    """Write and verify the trace's archive, then its marker. Idempotent: a re-run rewrites nothing."""
+def archive_objects(plan: ArchivePlan, lake_root: str, batch_id: str) -> tuple[tuple[str, bytes], dict[str, bytes]]:
+    """The archive object of one trace (path, tar bytes) and the artifacts it references (path -> bytes)."""
     t = plan.trace
-    base = join(lake_root, "raw", t.trace_id)
-    objects: dict[str, bytes] = {}
+    files: dict[str, bytes] = {}
     for key, seqs in t.chunk_seqs.items():
-        objects[join(base, key)] = _chunk_bytes(key, t.objects[key], [(s, t.lines[s]) for s in seqs], plan.lines)
-    objects[join(base, MANIFEST)] = plan.manifest
-    objects[join(base, COMPLETE)] = t.objects[COMPLETE]
-    for hex_, data in plan.artifacts.items():
-        objects[join(lake_root, "artifacts", hex_)] = data
-    _put_verified(fs, objects)
-    # Every archived line that differs from what the client sent (redacted now or earlier): its
-    # digest maps back to the original, so the chain can be checked again from the archive.
+        files[key] = _chunk_bytes(key, t.objects[key], [(s, t.lines[s]) for s in seqs], plan.lines)
+    files[MANIFEST] = plan.manifest
+    files[COMPLETE] = t.objects[COMPLETE]
+    # Every archived line that differs from what the client sent (redacted now or in an earlier
+    # pass): its digest maps back to the original, so the chain can be checked again from the
+    # archive. Lines read from the inbox are the client's own unless this pass changed them.
+    seqs = range(len(t.lines)) if t.pseudonymized else sorted(plan.lines)
     digest_map = {}
-    for seq, original in enumerate(t.digests):
+    for seq in seqs:
         stored = hashlib.sha256(plan.lines.get(seq, t.lines[seq])).digest()
-        if stored != original:
-            digest_map[stored.hex()] = original.hex()
+        if stored != t.digests[seq]:
+            digest_map[stored.hex()] = t.digests[seq].hex()
     marker = {
         "batch_id": batch_id,
         "digest_map": digest_map,
         "redacted_lines": [{"seq": s, "rules": plan.line_rules.get(s, [])} for s in sorted(plan.line_rules)],
         "renamed_artifacts": plan.renamed,
     }
-    put_immutable(fs, archive_marker(lake_root, t.trace_id), json.dumps(marker, indent=1, sort_keys=True).encode())
+    files[ARCHIVED] = json.dumps(marker, indent=1, sort_keys=True).encode()
+    artifacts = {join(lake_root, "artifacts", hex_): data for hex_, data in plan.artifacts.items()}
+    return (archive_marker(lake_root, t.trace_id), make_tar(files)), artifacts
+
+
+def archive_traces(fs: AbstractFileSystem, lake_root: str, plans: list[ArchivePlan], batch_id: str) -> None:
+    """Write and verify the artifacts of many traces, then their archives. Idempotent."""
+    artifacts: dict[str, bytes] = {}
+    archives: dict[str, bytes] = {}
+    for plan in plans:
+        (path, tar), trace_artifacts = archive_objects(plan, lake_root, batch_id)
+        archives[path] = tar
+        artifacts.update(trace_artifacts)
+    put_verified(fs, artifacts)
+    put_verified(fs, archives)
 
 
 def _chunk_copy(key: str, data: bytes, digest_map: dict[str, str], limit: int) -> bytes:
@@ -187,33 +237,37 @@ def quarantine_copy(
     return out, {"digest_map": combined, "artifact_map": artifact_map, "pseudonymized": pseudonymized}
 
 
+def read_objects(fs: AbstractFileSystem, listing: TraceListing) -> dict[str, bytes]:
+    """The bytes of a listing's objects (links are never followed)."""
+    paths = {o.path: k for k, o in listing.objects.items() if not o.is_link}
+    bodies = fs.cat(list(paths), on_error="return") if paths else {}
+    return {k: bodies[p] for p, k in paths.items() if isinstance(bodies.get(p), bytes)}
+
+
 def move_to_quarantine(
-    source_fs: AbstractFileSystem,
+    received: dict[str, bytes],
     lake_fs: AbstractFileSystem,
     lake_root: str,
     key: str,
-    listing: TraceListing,
     *,
     keep: bool = True,
     note: dict | None = None,
     pseudonym_key: str | None,
     max_chunk_bytes: int,
+    prior_digest_map: dict[str, str] | None = None,
 ) -> str | None:
     """Copy a rejected trace's objects, redacted, under `<lake>/quarantine/<key>/objects/` and verify them.
 
-    With keep=False (consent withdrawn) nothing is copied. `pseudonym_key=None` and the listing's
-    digest map mark a copy of the lake's own (already redacted) archive. Returns the lake-relative
-    prefix or None. The caller deletes the source objects afterwards.
+    With keep=False (consent withdrawn) nothing is copied. `pseudonym_key=None` and a prior digest
+    map mark a copy of the lake's own (already redacted) archive. Returns the lake-relative prefix
+    or None. The caller deletes the source objects afterwards.
     """
     if not keep:
         return None
     base = join(lake_root, "quarantine", key)
-    paths = {o.path: k for k, o in listing.objects.items() if not o.is_link}
-    bodies = source_fs.cat(list(paths), on_error="return") if paths else {}
-    received = {k: bodies[p] for p, k in paths.items() if isinstance(bodies.get(p), bytes)}
-    copies, maps = quarantine_copy(received, pseudonym_key, max_chunk_bytes, listing.digest_map)
+    copies, maps = quarantine_copy(received, pseudonym_key, max_chunk_bytes, prior_digest_map)
     if copies:
-        _put_verified(lake_fs, {join(base, "objects", k): v for k, v in copies.items()})
+        put_verified(lake_fs, {join(base, "objects", k): v for k, v in copies.items()})
     marker = {**(note or {}), **maps}
     lake_fs.pipe_file(quarantine_marker(lake_root, key), json.dumps(marker, indent=1, sort_keys=True).encode())
     return f"quarantine/{key}"

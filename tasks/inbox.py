@@ -36,6 +36,7 @@ __all__ = [
     "delete_trace_objects",
     "load_traces",
     "parse_complete",
+    "prune_empty_dirs",
     "scan_inbox",
 ]
 
@@ -230,10 +231,10 @@ def delete_trace_objects(fs: AbstractFileSystem, listing: TraceListing) -> None:
     if COMPLETE in listing.objects:
         fs.rm(listing.objects[COMPLETE].path)
     fs.invalidate_cache(listing.prefix)
-    _prune_empty_dirs(fs, listing.prefix)
+    prune_empty_dirs(fs, listing.prefix)
 
 
-def _prune_empty_dirs(fs: AbstractFileSystem, prefix: str) -> None:
+def prune_empty_dirs(fs: AbstractFileSystem, prefix: str) -> None:
     """Object stores have no folders; on a local disk, remove the trace folder once it is empty."""
     if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return

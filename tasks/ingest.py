@@ -25,12 +25,13 @@ import polars as pl
 from fsspec import AbstractFileSystem
 from prefect import task
 
+from lake.storage import map_io
 from lake.tables import LakeTables
 from schemas.errors import TraceRejected
 from schemas.settings import IngestSettings
 from schemas.tables import EVENTS, METRICS, QUARANTINE, TRACES
 from tasks._prefect import STAGE, retry_if_transient
-from tasks.archive import ArchivePlan, archive_marker, archive_trace, move_to_quarantine, quarantine_marker
+from tasks.archive import ArchivePlan, archive_marker, archive_traces, move_to_quarantine, quarantine_marker, read_objects
 from tasks.assemble import AssembledTrace, assemble_trace, parse_manifest
 from tasks.claims import BatchInfo, Claims, safe_key
 from tasks.fastpath import assemble_fast
@@ -408,14 +409,13 @@ def archive_batch(
     settings: IngestSettings,
 ) -> None:
     """Archive accepted traces under raw/ and copy rejected ones, redacted, under quarantine/."""
-    for plan in out.plans.values():
-        archive_trace(lake_fs, lake_root, plan, prep.info.batch_id)
+    archive_traces(lake_fs, lake_root, list(out.plans.values()), prep.info.batch_id)
     key = settings.pseudonym_key.get_secret_value()
     for r in prep.rejected:
         note = {"batch_id": prep.info.batch_id, "reason": r.reason, "trace_id": r.trace_id}
         move_to_quarantine(
-            source_fs, lake_fs, lake_root, r.folder(prep.info.batch_id), r.listing,
-            keep=r.keep_raw, note=note, pseudonym_key=key, max_chunk_bytes=settings.max_chunk_bytes,
+            read_objects(source_fs, r.listing) if r.keep_raw else {}, lake_fs, lake_root, r.folder(prep.info.batch_id),
+            keep=r.keep_raw, note=note, pseudonym_key=key, max_chunk_bytes=settings.max_chunk_bytes, prior_digest_map=r.listing.digest_map,
         )  # fmt: skip
     _fault("after_archive")
 
@@ -423,8 +423,8 @@ def archive_batch(
 def clean_batch(prep: PreparedBatch, inbox_fs: AbstractFileSystem, claims: Claims) -> None:
     """Delete the batch's inbox objects (all copied and verified by now), then release the batch."""
     _fault("before_inbox_delete")
-    for listing in [*(prep.listings[t.trace_id] for t in prep.accepted), *(r.listing for r in prep.rejected), *prep.finished]:
-        delete_trace_objects(inbox_fs, listing)
+    listings = [*(prep.listings[t.trace_id] for t in prep.accepted), *(r.listing for r in prep.rejected), *prep.finished]
+    map_io(lambda listing: delete_trace_objects(inbox_fs, listing), listings)
     _fault("after_inbox_delete")
     claims.close_batch(prep.info, prep.claimed)
 

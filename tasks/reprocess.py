@@ -2,7 +2,7 @@
 
 Two directions, both from bytes the lake already holds (the inbox is long gone):
 
-- **Newly quarantine**: an ingested trace is re-assembled from its raw archive (`raw/<trace_id>/`,
+- **Newly quarantine**: an ingested trace is re-assembled from its raw archive (`raw/<trace_id>/archive.tar`,
   redacted, with the digest map that keeps its chain checkable) and re-checked with the current
   rules and Great Expectations suites. If it now fails, it gets a quarantine row, its archive is
   copied under quarantine/, and its rows leave every table.
@@ -36,11 +36,11 @@ from schemas.layout import ARTIFACTS_DIR, COMPLETE
 from schemas.settings import IngestSettings
 from schemas.tables import EVENTS, METRICS, QA_RUNS, QUARANTINE, SCORES, TRACES
 from tasks._prefect import STAGE, retry_if_transient
-from tasks.archive import ARCHIVED, MOVED, archive_trace, move_to_quarantine
+from tasks.archive import ARCHIVED, MOVED, archive_marker, archive_traces, move_to_quarantine, read_tar
 from tasks.assemble import assemble_trace
 from tasks.claims import Claims
 from tasks.frames import empty_frame, to_arrow
-from tasks.inbox import InboxObject, TraceListing, classify, delete_trace_objects, load_traces, parse_complete
+from tasks.inbox import InboxObject, TraceBlobs, TraceListing, classify, delete_trace_objects, parse_complete, prune_empty_dirs
 from tasks.ingest import PreparedBatch, Rejection, build_batch, commit_batch, prepare_batch
 
 __all__ = ["ReprocessResult", "quarantined_rows", "readmit", "recheck_ingested", "selected_trace_ids"]
@@ -100,27 +100,32 @@ def _objects_under(fs: AbstractFileSystem, prefix: str) -> dict[str, InboxObject
     return out
 
 
-def archived_listing(fs: AbstractFileSystem, lake_root: str, trace_id: str, settings: IngestSettings) -> TraceListing | None:
-    """An ingested trace as its raw archive holds it, with the artifacts its lines reference."""
-    prefix = join(lake_root, "raw", trace_id)
-    objects = _objects_under(fs, prefix)
-    marker = objects.pop(ARCHIVED, None)
-    if marker is None or COMPLETE not in objects:
+def archived_trace(fs: AbstractFileSystem, lake_root: str, trace_id: str, settings: IngestSettings) -> TraceBlobs | None:
+    """An ingested trace as its raw archive holds it (one tar), with the artifacts its lines reference."""
+    path = archive_marker(lake_root, trace_id)
+    try:
+        files = read_tar(fs.cat_file(path))
+    except FileNotFoundError:
         return None
-    meta = json.loads(fs.cat_file(marker.path))
-    texts = fs.cat([o.path for k, o in objects.items() if k != COMPLETE])
+    marker = files.pop(ARCHIVED, None)
+    if marker is None or COMPLETE not in files:
+        return None
     refs = set()
-    for data in texts.values():
-        body = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-        refs.update(m.decode() for m in _REF.findall(body))
-    for ref in sorted(refs):
-        path = join(lake_root, "artifacts", ref)
-        if fs.exists(path):
-            objects[f"{ARTIFACTS_DIR}/{ref}"] = InboxObject(f"{ARTIFACTS_DIR}/{ref}", path, fs.info(path)["size"], 0.0)
-    listing = TraceListing(trace_id, prefix, objects, digest_map=meta.get("digest_map", {}), pseudonymized=True)
-    listing.complete = parse_complete(trace_id, fs.cat_file(objects[COMPLETE].path))
+    for key, data in files.items():
+        if key != COMPLETE:
+            body = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+            refs.update(m.decode() for m in _REF.findall(body))
+    wanted = {join(lake_root, "artifacts", ref): f"{ARTIFACTS_DIR}/{ref}" for ref in sorted(refs)}
+    found = fs.cat(list(wanted), on_error="return") if wanted else {}
+    files.update({wanted[p]: body for p, body in found.items() if isinstance(body, bytes)})
+    objects = {k: InboxObject(k, f"{path}#{k}", len(v), 0.0) for k, v in files.items()}
+    listing = TraceListing(
+        trace_id, join(lake_root, "raw", trace_id), objects,
+        digest_map=json.loads(marker).get("digest_map", {}), pseudonymized=True,
+    )  # fmt: skip
+    listing.complete = parse_complete(trace_id, files[COMPLETE])
     classify(listing, 0.0, settings)
-    return listing
+    return TraceBlobs(listing, files)
 
 
 def quarantined_listing(fs: AbstractFileSystem, lake_root: str, row: dict, settings: IngestSettings) -> TraceListing | None:
@@ -178,15 +183,15 @@ def recheck_ingested(
     info, won = claims.open_batch(run_id, trace_ids)
     result.skipped += [t for t in trace_ids if t not in won]
     try:
-        listings = {}
+        archived = {}
         for tid in won:
-            listing = archived_listing(lake_fs, lake_root, tid, settings)
-            if listing is None:
+            tb = archived_trace(lake_fs, lake_root, tid, settings)
+            if tb is None:
                 result.skipped.append(tid)
             else:
-                listings[tid] = listing
-        prep = PreparedBatch(info, resumed=True, claimed=list(won), listings=listings)
-        for tb in load_traces(lake_fs, listings.values(), settings):
+                archived[tid] = tb
+        prep = PreparedBatch(info, resumed=True, claimed=list(won), listings={t: tb.listing for t, tb in archived.items()})
+        for tb in archived.values():
             try:
                 prep.accepted.append(assemble_trace(tb, settings))
             except TraceRejected as exc:
@@ -194,7 +199,7 @@ def recheck_ingested(
         build_batch(prep, settings)  # the Great Expectations suites move failing traces to prep.rejected
         result.still_valid = len(prep.accepted)
         if prep.rejected:
-            _quarantine_ingested(prep, tables, lake_fs, lake_root, settings, run_id=run_id)
+            _quarantine_ingested(prep, archived, tables, lake_fs, lake_root, settings, run_id=run_id)
         result.requarantined = [(r.trace_id, r.reason, r.message) for r in prep.rejected]
     finally:
         claims.close_batch(info, list(won))
@@ -202,7 +207,14 @@ def recheck_ingested(
 
 
 def _quarantine_ingested(
-    prep: PreparedBatch, tables: LakeTables, lake_fs, lake_root: str, settings: IngestSettings, *, run_id: str
+    prep: PreparedBatch,
+    archived: dict[str, TraceBlobs],
+    tables: LakeTables,
+    lake_fs: AbstractFileSystem,
+    lake_root: str,
+    settings: IngestSettings,
+    *,
+    run_id: str,
 ) -> None:
     found = tables.lookup("traces", "trace_id", [r.trace_id for r in prep.rejected], ["trace_id", "chain_head", "participant"])
     heads = {r["trace_id"]: r for r in found.to_pylist()}
@@ -215,14 +227,14 @@ def _quarantine_ingested(
         # The archive is already redacted and pseudonymised: copying it redacts nothing more.
         note = {"batch_id": stamp.batch_id, "reason": r.reason, "trace_id": r.trace_id, "from": "raw archive"}
         move_to_quarantine(
-            lake_fs,
+            archived[r.trace_id].blobs,
             lake_fs,
             lake_root,
             folder,
-            _without_marker(r.listing),
             note=note,
             pseudonym_key=None,
             max_chunk_bytes=settings.max_chunk_bytes,
+            prior_digest_map=r.listing.digest_map,
         )
         rows.append(
             {
@@ -244,15 +256,9 @@ def _quarantine_ingested(
     ids = [r.trace_id for r in prep.rejected]
     for spec in (SCORES, QA_RUNS, METRICS, EVENTS, TRACES):  # traces last: until then the trace still looks ingested
         tables.delete_rows(spec, "trace_id", ids, metadata=meta)
-    for r in prep.rejected:
-        archive_only = {k: o for k, o in r.listing.objects.items() if not k.startswith(ARTIFACTS_DIR + "/")}
-        delete_trace_objects(lake_fs, TraceListing(r.trace_id, r.listing.prefix, archive_only))
-        _rm_quiet(lake_fs, join(lake_root, "raw", r.trace_id, ARCHIVED))
-
-
-def _without_marker(listing: TraceListing) -> TraceListing:
-    objects = {k: o for k, o in listing.objects.items() if k != ARCHIVED}
-    return TraceListing(listing.trace_id, listing.prefix, objects, digest_map=listing.digest_map, pseudonymized=True)
+    for r in prep.rejected:  # artifacts stay: they are content-addressed and may be shared
+        _rm_quiet(lake_fs, archive_marker(lake_root, r.trace_id))
+        prune_empty_dirs(lake_fs, join(lake_root, "raw", r.trace_id))
 
 
 def _rm_quiet(fs: AbstractFileSystem, path: str) -> None:
@@ -293,8 +299,7 @@ def readmit(
         if prep.accepted:
             out.quarantine = empty_frame(QUARANTINE)  # still-failing traces keep their old row; no new one
             commit_batch(prep, out, tables, claims)
-            for plan in out.plans.values():
-                archive_trace(lake_fs, lake_root, plan, info.batch_id)
+            archive_traces(lake_fs, lake_root, list(out.plans.values()), info.batch_id)
         # Accepted now, or by an earlier run that stopped before it could tidy up (already in traces).
         done = [t.trace_id for t in prep.accepted] + [t.trace_id for t in prep.finished]
         if done:

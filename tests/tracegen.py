@@ -8,6 +8,7 @@ from pathlib import Path
 from client.snapshot import snapshot_dir
 from client.writer import TraceWriter
 from lake.storage import fs_for, join
+from tasks.archive import read_tar
 from tests.conftest import REPO
 
 T0 = 1_760_000_000.0
@@ -94,6 +95,12 @@ def objects(url: str, trace_id: str | None = None) -> dict[str, bytes]:
     return {p[len(base) + 1 :]: fs.cat_file(p) for p in found}
 
 
+def archived(lake: str, trace_id: str) -> dict[str, bytes]:
+    """The files of a trace's raw archive (`raw/<trace_id>/archive.tar`) in the lake, or {}."""
+    data = objects(lake, f"raw/{trace_id}").get("archive.tar")
+    return read_tar(data) if data is not None else {}
+
+
 def put(url: str, key: str, data: bytes) -> None:
     """Write an object, overwriting: test-only tampering that the SDK would refuse."""
     fs, root = fs_for(url)
@@ -120,7 +127,7 @@ def local_path(url: str) -> Path:
 
 
 def lake_text(url: str) -> str:
-    """Everything stored under `url` as searchable text: parquet files decoded, gzip objects unpacked.
+    """Everything stored under `url` as searchable text: parquet decoded, tar and gzip objects unpacked.
 
     A secret compressed inside a parquet page would not show up in the raw bytes, so searching
     raw bytes alone could miss it; this decodes every file the way a reader would.
@@ -130,8 +137,12 @@ def lake_text(url: str) -> str:
     import pyarrow.parquet as pq
 
     parts = []
-    for key, data in objects(url).items():
-        if key.endswith(".parquet"):
+    found = list(objects(url).items())
+    while found:
+        key, data = found.pop()
+        if key.endswith(".tar"):
+            found += [(f"{key}/{k}", v) for k, v in read_tar(data).items()]
+        elif key.endswith(".parquet"):
             parts.append(str(pq.read_table(io.BytesIO(data)).to_pylist()))
         elif data[:2] == b"\x1f\x8b":
             try:

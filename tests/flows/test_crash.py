@@ -11,7 +11,7 @@ import pytest
 
 from lake import Lake
 from tests.conftest import REPO
-from tests.tracegen import chunk_keys, lake_text, objects, put, write_trace
+from tests.tracegen import archived, chunk_keys, lake_text, objects, put, write_trace
 
 POINTS = [
     "before_commit:quarantine",
@@ -58,7 +58,8 @@ def test_kill_at_each_write_step_then_rerun(storage_url, cli_env, point):
     assert quarantine.select("trace_id", "reason").rows() == [("t-c", "chain_mismatch")]
     assert objects(inbox) == {}  # everything left the inbox, and only after it was copied
     lake_objects = objects(lake)
-    assert any(k.startswith("raw/t-a/chunks/") for k in lake_objects) and "raw/t-b/_archived.json" in lake_objects
+    assert {"raw/t-a/archive.tar", "raw/t-b/archive.tar"} <= set(lake_objects)
+    assert any(k.startswith("chunks/") for k in archived(lake, "t-a")) and "_archived.json" in archived(lake, "t-b")
     assert any(k.startswith("quarantine/t-c/") and k.endswith("/objects/complete.json") for k in lake_objects)
     assert not [k for k in lake_objects if k.startswith("_ingest/")]  # no claim or batch left behind
     assert "AKIAIOSFODNN7EXAMPLE" not in lake_text(lake)

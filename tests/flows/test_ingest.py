@@ -13,7 +13,7 @@ from flows.ingest import ingest_inbox
 from lake import Lake
 from lake.tables import LakeTables
 from tests.conftest import EXAMPLE_IDS, EXAMPLES
-from tests.tracegen import chunk_keys, objects, put, remove, write_trace
+from tests.tracegen import archived, chunk_keys, objects, put, remove, write_trace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -53,11 +53,12 @@ def test_examples_ingest_cleanly_and_only_once(storage_url):
     assert metrics["n_events"] == 9 and metrics["lines_added"] == 1 and metrics["lines_removed"] == 1
     assert metrics["reproduced_before_edit"] is True and metrics["time_to_first_pass_s"] > metrics["time_to_first_edit_s"]
 
-    archived = objects(lake, "raw/example-simple-fix")
-    assert {"manifest.json", "complete.json", "_archived.json"} <= set(archived)
-    assert json.loads(archived["manifest.json"])["session"]["participant_id"].startswith("p_")
+    assert set(objects(lake, "raw/example-simple-fix")) == {"archive.tar"}  # one object per trace
+    archive = archived(lake, "example-simple-fix")
+    assert {"manifest.json", "complete.json", "_archived.json"} <= set(archive)
+    assert json.loads(archive["manifest.json"])["session"]["participant_id"].startswith("p_")
     originals = {p.name: p.read_bytes() for p in (EXAMPLES / "example-simple-fix" / "chunks").iterdir()}
-    assert {k.split("/", 1)[1]: v for k, v in archived.items() if k.startswith("chunks/")} == originals
+    assert {k.split("/", 1)[1]: v for k, v in archive.items() if k.startswith("chunks/")} == originals
 
     versions = _versions(lake)
     again = ingest_inbox(inbox=inbox, lake=lake)
