@@ -115,11 +115,12 @@ def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     raise ObjectConflict(path, f"{path} keeps appearing and disappearing; another writer is busy with it")
 
 
-def map_io(fn, items, *, workers: int = 16) -> list:
-    """`fn` over `items` on a thread pool: object-store calls wait on the network or the disk, not on
-    the GIL, so many small objects go much faster together than one after another."""
+def map_io(fs: AbstractFileSystem, fn, items, *, workers: int = 16) -> list:
+    """`fn` over `items`, results in order. On an object store, on a thread pool: each call waits
+    on the network, not on the GIL, so many small objects go much faster together. On a local
+    disk, one after another: the calls are fast system calls, and threads would only contend."""
     items = list(items)
-    if len(items) <= 1:
+    if len(items) <= 1 or "file" in _protocols(fs):
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))

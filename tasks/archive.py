@@ -67,16 +67,24 @@ def archive_marker(lake_root: str, trace_id: str) -> str:
 
 
 def make_tar(files: dict[str, bytes]) -> bytes:
-    """An uncompressed tar of `files`, sorted, with fixed metadata: the same files, the same bytes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size = len(files[name])
-            info.mode = 0o644
-            info.mtime = 0
-            tar.addfile(info, io.BytesIO(files[name]))
-    return buf.getvalue()
+    """An uncompressed tar of `files`, sorted, with fixed metadata: the same files, the same bytes.
+
+    Byte for byte what `tarfile` writes (PAX format), built from the members' headers directly:
+    the archive is written once per trace, and tarfile's stream machinery costs more than the data.
+    """
+    parts = []
+    size = 0
+    for name in sorted(files):
+        data = files[name]
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, 0
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        pad = -len(data) % tarfile.BLOCKSIZE
+        parts += [header, data, b"\0" * pad]
+        size += len(header) + len(data) + pad
+    # Two zero blocks end the archive; tarfile then pads it to a whole record.
+    parts.append(b"\0" * (2 * tarfile.BLOCKSIZE + (-(size + 2 * tarfile.BLOCKSIZE) % tarfile.RECORDSIZE)))
+    return b"".join(parts)
 
 
 def read_tar(data: bytes) -> dict[str, bytes]:
@@ -105,7 +113,7 @@ def put_verified(fs: AbstractFileSystem, objects: dict[str, bytes]) -> None:
         put_immutable(fs, path, data)
         return None if fs.cat_file(path) == data else path
 
-    bad = [p for p in map_io(put_and_check, objects.items()) if p]
+    bad = [p for p in map_io(fs, put_and_check, objects.items()) if p]
     if bad:
         raise OSError(f"archive copy {bad[0]} does not read back as written; the inbox objects were kept")
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from fsspec import AbstractFileSystem
 from prefect import task
 
-from lake.storage import join, put_immutable
+from lake.storage import join, map_io, put_immutable
 from schemas.errors import LeaseLost, ObjectConflict
 from schemas.types import TRACE_ID_RE
 from tasks._prefect import STAGE, retry_if_transient
@@ -122,15 +122,15 @@ class Claims:
         info = BatchInfo(new_batch_id(now), run_id, now, tuple(trace_ids))
         put_immutable(self.fs, join(self._batch_dir(info.batch_id), "batch.json"), info.to_json())
         self._write_lease(info.batch_id, 0)
-        won = []
-        for tid in trace_ids:
-            body = json.dumps({"batch_id": info.batch_id, "owner": self.owner.token}).encode()
+        body = json.dumps({"batch_id": info.batch_id, "owner": self.owner.token}).encode()
+
+        def claim(tid: str) -> bool:
             try:
-                if put_immutable(self.fs, self._claim(tid), body):
-                    won.append(tid)
+                return put_immutable(self.fs, self._claim(tid), body)
             except ObjectConflict:  # another batch holds it
-                continue
-        return info, won
+                return False
+
+        return info, [tid for tid, ok in zip(trace_ids, map_io(self.fs, claim, trace_ids), strict=True) if ok]
 
     def claimed(self) -> set[str]:
         """Claim keys of every trace claimed by some batch right now (see `safe_key`)."""
@@ -232,8 +232,7 @@ class Claims:
     # -- closing --------------------------------------------------------------------------------
 
     def release(self, trace_ids: list[str]) -> None:
-        paths = [self._claim(t) for t in trace_ids]
-        _rm_quiet(self.fs, paths)
+        map_io(self.fs, lambda tid: _rm_quiet(self.fs, [self._claim(tid)]), trace_ids)
 
     def close_batch(self, info: BatchInfo, trace_ids: list[str]) -> None:
         """Remove the batch's claims, then the batch folder (journal and leases) last."""

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
 import polars as pl
 
 from schemas.errors import TraceRejected
@@ -69,8 +70,9 @@ class _Candidate:
     tb: TraceBlobs
     header: Header
     lines: list[bytes]
-    keys: list[str]
-    """Chunk key of each line, in file order."""
+    """Event lines in file order (chunk by chunk)."""
+    chunks: list[tuple[str, int]]
+    """(chunk key, number of lines) in file order."""
 
 
 def _row_checks() -> pl.Expr:
@@ -177,118 +179,111 @@ def assemble_fast(tbs: list[TraceBlobs], settings: IngestSettings) -> FastResult
         try:
             header = check_header(tb, settings)
             lines: list[bytes] = []
-            keys: list[str] = []
+            chunks: list[tuple[str, int]] = []
             for seq in range(header.complete.chunk_count):
                 key = header.chunks[seq]
                 chunk_lines = split_chunk(tb.trace_id, key, tb.blobs[key], settings)
                 lines += chunk_lines
-                keys += [key] * len(chunk_lines)
+                chunks.append((key, len(chunk_lines)))
         except TraceRejected as exc:
             out.rejected.append((tb, exc))
             continue
         if len(lines) != header.complete.event_count:
             out.slow.append(tb)
             continue
-        candidates.append(_Candidate(tb, header, lines, keys))
+        candidates.append(_Candidate(tb, header, lines, chunks))
     if not candidates:
         return out
 
+    index, df = _parse_all(candidates, out)
+    if df is None:
+        return out
+    df = df.with_columns(_text=pl.Series([line for i in index for line in candidates[i].lines], dtype=pl.Binary).cast(pl.String))
+    df = _keys_ok(df.with_columns(_keys=pl.col("_text").str.extract_all(_KEY)))
+    df = df.with_columns(_ok=(_row_checks() & pl.col("_keys_ok")).fill_null(False))  # a null anywhere is a failed check
+    # Lines must come in seq order in the files (what every producer writes); a trace whose
+    # chunks hold its events out of order is left to the pydantic path, which sorts them.
+    per_trace = df.group_by("_trace").agg(
+        ok=pl.col("_ok").all() & (pl.col("seq") == pl.int_range(pl.len())).all() & (pl.col("id").n_unique() == pl.len())
+    )
+    good = sorted(per_trace.filter(pl.col("ok"))["_trace"].to_list())
+    out.slow += [candidates[i].tb for i in index if i not in set(good)]
+
+    with_refs = df.filter(
+        pl.col("_trace").is_in(good) & (pl.col("stdout_ref").is_not_null() | pl.col("stderr_ref").is_not_null())
+    )
+    refs: dict[int, list[str]] = {}
+    for i, *values in with_refs.select("_trace", "stdout_ref", "stderr_ref").iter_rows():
+        refs.setdefault(i, []).extend(v for v in values if v)
+    keep: list[int] = []
+    kept_digests: list[bytes] = []
+    for i in good:
+        c = candidates[i]
+        digests = original_digests(c.lines, c.tb.listing.digest_map)
+        if chain_error(c.tb.trace_id, c.header.complete, digests) or any(
+            ref_hex(r) not in c.header.artifacts for r in refs.get(i, ())
+        ):
+            out.slow.append(c.tb)
+            continue
+        keep.append(i)
+        kept_digests += digests
+        chunk_seqs: dict[str, list[int]] = {}
+        first = 0
+        for key, n in c.chunks:
+            chunk_seqs[key] = list(range(first, first + n))
+            first += n
+        out.accepted.append(
+            AssembledTrace(
+                trace_id=c.tb.trace_id,
+                manifest=c.header.manifest,
+                complete=c.header.complete,
+                events=None,
+                lines=c.lines,
+                digests=digests,
+                artifacts=c.header.artifacts,
+                objects=dict(c.tb.blobs),
+                chunk_seqs=chunk_seqs,
+                pseudonymized=c.tb.listing.pseudonymized,
+            )
+        )
+    if keep:
+        out.events = _event_rows(
+            df.filter(pl.col("_trace").is_in(keep)), [candidates[i].tb.trace_id for i in keep], keep, kept_digests
+        )
+    return out
+
+
+def _parse_all(candidates: list[_Candidate], out: FastResult) -> tuple[list[int], pl.DataFrame | None]:
+    """All candidates' lines in one frame with a `_trace` column (the candidate's index); a
+    candidate whose lines do not parse goes to the slow path."""
     parsed = _parse([line for c in candidates for line in c.lines])
     if parsed is not None:
         index = list(range(len(candidates)))
-        df = parsed.with_columns(_trace=pl.Series([i for i, c in enumerate(candidates) for _ in c.lines], dtype=pl.Int32))
-    else:  # some trace does not parse: find it, trace by trace (rare: a bad trace in the batch)
-        frames = {i: f for i, c in enumerate(candidates) if (f := _parse(c.lines)) is not None}
-        out.slow += [c.tb for i, c in enumerate(candidates) if i not in frames]
-        index = sorted(frames)
-        if not index:
-            return out
-        df = pl.concat([frames[i].with_columns(_trace=pl.lit(i, pl.Int32)) for i in index], how="vertical")
-    all_lines = [line for i in index for line in candidates[i].lines]
-    df = df.with_columns(
-        _text=pl.Series([line.decode("utf-8") for line in all_lines], dtype=pl.String),
-        _line=pl.int_range(pl.len(), dtype=pl.Int64),
-    )
-    df = _keys_ok(df.with_columns(_keys=pl.col("_text").str.extract_all(_KEY)))
-    df = df.with_columns(_ok=(_row_checks() & pl.col("_keys_ok")).fill_null(False))  # a null anywhere is a failed check
-    per_trace = df.group_by("_trace").agg(
-        ok=pl.col("_ok").all(),
-        seq_ok=(pl.col("seq").sort() == pl.int_range(pl.len())).all(),
-        ids_ok=pl.col("id").n_unique() == pl.len(),
-    )
-    good = set(per_trace.filter(pl.col("ok") & pl.col("seq_ok") & pl.col("ids_ok"))["_trace"].to_list())
-    out.slow += [candidates[i].tb for i in index if i not in good]
+        counts = [len(c.lines) for c in candidates]
+        return index, parsed.with_columns(_trace=pl.Series(np.repeat(np.arange(len(candidates), dtype=np.int32), counts)))
+    # Some trace does not parse: find it, trace by trace (rare: a bad trace in the batch).
+    frames = {i: f for i, c in enumerate(candidates) if (f := _parse(c.lines)) is not None}
+    out.slow += [c.tb for i, c in enumerate(candidates) if i not in frames]
+    index = sorted(frames)
+    if not index:
+        return index, None
+    return index, pl.concat([frames[i].with_columns(_trace=pl.lit(i, pl.Int32)) for i in index], how="vertical")
 
-    df = df.filter(pl.col("_trace").is_in(sorted(good))).sort("_trace", "seq")
-    traces_col = df["_trace"].to_list()
-    positions = df["_line"].to_list()
-    seqs = df["seq"].to_list()
-    digests_all = [b""] * len(all_lines)
-    refs_at = {
-        p: refs
-        for p, refs in zip(
-            positions,
-            df.select(pl.concat_list(pl.col("stdout_ref", "stderr_ref")).list.drop_nulls()).to_series().to_list(),
-            strict=True,
-        )
-        if refs
-    }
-    keep: list[int] = []
-    start = 0
-    while start < len(traces_col):
-        i = traces_col[start]
-        end = start
-        while end < len(traces_col) and traces_col[end] == i:
-            end += 1
-        c = candidates[i]
-        rows = positions[start:end]  # in seq order; values are positions in `all_lines`
-        lines = [all_lines[p] for p in rows]
-        digests = original_digests(lines, c.tb.listing.digest_map)
-        refs = [r for p in rows for r in refs_at.get(p, ())]
-        if chain_error(c.tb.trace_id, c.header.complete, digests) or any(ref_hex(r) not in c.header.artifacts for r in refs):
-            out.slow.append(c.tb)
-        else:
-            first = min(rows)
-            by_position = dict(zip(rows, seqs[start:end], strict=True))
-            chunk_seqs: dict[str, list[int]] = {}
-            for p in range(first, first + len(rows)):
-                chunk_seqs.setdefault(c.keys[p - first], []).append(by_position[p])
-            for p, d in zip(rows, digests, strict=True):
-                digests_all[p] = d
-            keep.append(i)
-            out.accepted.append(
-                AssembledTrace(
-                    trace_id=c.tb.trace_id,
-                    manifest=c.header.manifest,
-                    complete=c.header.complete,
-                    events=None,
-                    lines=lines,
-                    digests=digests,
-                    artifacts=c.header.artifacts,
-                    objects=dict(c.tb.blobs),
-                    chunk_seqs=chunk_seqs,
-                    pseudonymized=c.tb.listing.pseudonymized,
-                )
-            )
-        start = end
-    if keep:
-        ids = pl.DataFrame(
-            {"_trace": keep, "trace_id": [candidates[i].tb.trace_id for i in keep]},
-            schema={"_trace": pl.Int32, "trace_id": pl.String},
-        )
-        kept = df.filter(pl.col("_trace").is_in(keep))
-        kept = kept.with_columns(line_sha256=pl.Series([digests_all[p].hex() for p in kept["_line"].to_list()], dtype=pl.String))
-        events = (
-            kept.join(ids, on="_trace", how="left", maintain_order="left")
-            .drop("_trace", "_keys", "_keys_ok", "_line", "_ok", "_text")
-            .rename({"id": "event_id"})
-        )
-        # The models' defaults for test runs: errors and skipped 0, failing_tests empty.
-        is_test = pl.col("type") == "test_run"
-        out.events = events.with_columns(
-            errors=pl.when(is_test).then(pl.col("errors").fill_null(0)).otherwise(pl.col("errors")),
-            skipped=pl.when(is_test).then(pl.col("skipped").fill_null(0)).otherwise(pl.col("skipped")),
-            failing_tests=pl.when(is_test).then(pl.col("failing_tests").fill_null([])).otherwise(pl.col("failing_tests")),
-            extra=pl.lit(None, dtype=pl.String),
-        )
-    return out
+
+def _event_rows(kept: pl.DataFrame, trace_ids: list[str], keep: list[int], digests: list[bytes]) -> pl.DataFrame:
+    """Event rows as the pydantic path would produce them, from the parsed frame of accepted traces."""
+    events = kept.with_columns(
+        trace_id=pl.col("_trace").replace_strict(keep, trace_ids, return_dtype=pl.String),
+        line_sha256=pl.Series(digests, dtype=pl.Binary).bin.encode("hex"),
+    )
+    events = events.select("trace_id", pl.exclude("trace_id", "_trace", "_keys", "_keys_ok", "_ok", "_text")).rename(
+        {"id": "event_id"}
+    )
+    # The models' defaults for test runs: errors and skipped 0, failing_tests empty.
+    is_test = pl.col("type") == "test_run"
+    return events.with_columns(
+        errors=pl.when(is_test).then(pl.col("errors").fill_null(0)).otherwise(pl.col("errors")),
+        skipped=pl.when(is_test).then(pl.col("skipped").fill_null(0)).otherwise(pl.col("skipped")),
+        failing_tests=pl.when(is_test).then(pl.col("failing_tests").fill_null([])).otherwise(pl.col("failing_tests")),
+        extra=pl.lit(None, dtype=pl.String),
+    )

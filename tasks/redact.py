@@ -211,16 +211,26 @@ def redaction_records(df: pl.DataFrame, columns: Iterable[str]) -> pl.Series:
     Read from the stored values themselves, so the record is right whether the redaction happened
     in this pass or an earlier one (a trace re-admitted from the redacted quarantine copy).
     """
-    parts = []
+    texts = {}
     for col in columns:
-        if col not in df.columns:
-            continue
-        expr = pl.col(col)
-        if df.schema[col] == pl.List(pl.String):
-            expr = expr.list.join("\n")
-        found = expr.fill_null("").str.extract_all(MARKER)
-        parts.append(found.list.eval(pl.lit(f"{col}:") + pl.element().str.slice(10).str.strip_suffix("]")))
-    if not parts:
-        return pl.Series("redactions", [None] * df.height, dtype=pl.List(pl.String))
+        if col in df.columns:
+            expr = pl.col(col)
+            texts[col] = (expr.list.join("\n") if df.schema[col] == pl.List(pl.String) else expr).fill_null("")
+    none = pl.Series("redactions", [None] * df.height, dtype=pl.List(pl.String))
+    if not texts:
+        return none
+    # Most rows carry no marker: find those that do with a plain substring search first.
+    marked = df.select(pl.any_horizontal(e.str.contains("[REDACTED:", literal=True) for e in texts.values())).to_series()
+    if not marked.any():
+        return none
+    parts = [
+        e.str.extract_all(MARKER).list.eval(pl.lit(f"{c}:") + pl.element().str.slice(10).str.strip_suffix("]"))
+        for c, e in texts.items()
+    ]
     records = pl.concat_list(parts)
-    return df.select(pl.when(records.list.len() > 0).then(records).otherwise(None).alias("redactions")).to_series()
+    found = (
+        df.select(list(texts)).with_row_index("_row").filter(marked)
+        .select("_row", redactions=pl.when(records.list.len() > 0).then(records))
+    )  # fmt: skip
+    rows = pl.DataFrame({"_row": pl.int_range(df.height, dtype=pl.UInt32, eager=True)})
+    return rows.join(found, on="_row", how="left", maintain_order="left").get_column("redactions")
