@@ -110,14 +110,24 @@ def _print_ingest(summary) -> None:
         console.print(table)
     if summary.pending:
         console.print("pending: " + ", ".join(summary.pending))
+    if summary.seconds:
+        split = ", ".join(f"{stage} {sec:.1f} s" for stage, sec in summary.seconds.items())
+        console.print(f"[dim]time per stage (summed over batches): {split}[/dim]")
 
 
 @app.command()
-def ingest(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
+def ingest(
+    inbox: InboxOpt = None,
+    lake: LakeOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Processes ingesting batches at once (default PRT_WORKERS or 1).", show_default=False),
+    ] = None,
+) -> None:
     """Assemble and validate complete traces from the inbox into the lake's Delta tables."""
     from flows.ingest import ingest_inbox
 
-    _print_ingest(ingest_inbox(inbox=_inbox(inbox), lake=_lake(lake)))
+    _print_ingest(ingest_inbox(inbox=_inbox(inbox), lake=_lake(lake), workers=workers))
 
 
 def _print_qa(summary) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
@@ -9,10 +12,12 @@ from prefect.utilities.annotations import quote
 from lake.storage import fs_for
 from lake.tables import LakeTables
 from schemas.settings import DEV_PSEUDONYM_KEY, get_ingest_settings, get_settings
-from tasks.claims import Claims, claim_batch, recover_batches, safe_key
-from tasks.inbox import scan_inbox_task
+from tasks.claims import BatchInfo, Claims, claim_batch, recover_batches, safe_key
+from tasks.inbox import TraceListing, scan_inbox_task
 from tasks.ingest import (
+    BatchReport,
     IngestSummary,
+    Stopwatch,
     archive_batch_task,
     build_batch_task,
     clean_batch_task,
@@ -21,6 +26,7 @@ from tasks.ingest import (
     prepare_batch_task,
     stray_listing,
 )
+from tasks.pool import BatchPool, ingest_batch_task
 from tasks.publish import publish_run_artifacts
 
 __all__ = ["ingest_inbox"]
@@ -33,15 +39,22 @@ def ingest_inbox(
     grace_period_s: float | None = None,
     batch_max_traces: int | None = None,
     batch_max_events: int | None = None,
+    workers: int | None = None,
 ) -> IngestSummary:
     """Assemble, validate, redact and write every complete trace in the inbox; quarantine the bad ones.
 
     Safe to run at any time and from many workers at once: claims keep two runs off the same
-    trace, and a run resumes any batch that a crashed run left behind.
+    trace, and a run resumes any batch that a crashed run left behind. With `workers` > 1,
+    batches run in that many processes at once (tasks/pool.py).
     """
     inbox = inbox or get_settings().inbox
     lake = lake or get_settings().lake
-    overrides = {"grace_period_s": grace_period_s, "batch_max_traces": batch_max_traces, "batch_max_events": batch_max_events}
+    overrides = {
+        "grace_period_s": grace_period_s,
+        "batch_max_traces": batch_max_traces,
+        "batch_max_events": batch_max_events,
+        "workers": workers,
+    }
     settings = get_ingest_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     run_id = flow_run.get_id() or "local"
     logger = get_run_logger()
@@ -54,33 +67,59 @@ def ingest_inbox(
     claims = Claims(lake_fs, lake_root, lease_s=settings.lease_s)
     summary = IngestSummary()
 
-    def run_batch(info, members, listings, resumed: bool) -> None:
-        prep = prepare_batch_task(info, members, quote(listings), inbox_fs, lake_fs, lake_root, tables, settings, resumed=resumed)
-        out = build_batch_task(quote(prep), settings)
-        commit_batch_task(quote(prep), quote(out), tables, claims)
-        archive_batch_task(quote(prep), quote(out), inbox_fs, lake_fs, lake_root, settings)
-        clean_batch_task(quote(prep), inbox_fs, claims)
-        summary.add(prep, out)
-        logger.info("batch %s: %d ingested, %d quarantined", info.batch_id, len(prep.accepted), len(prep.rejected))
-
-    orphans = recover_batches(claims)
-    if orphans:
+    def batches() -> Iterator[tuple[BatchInfo, list[str], dict[str, TraceListing], bool]]:
+        """(batch, members, listings, resumed) for every batch of this run, orphans first; each
+        new batch is claimed only when it is about to run."""
+        orphans = recover_batches(claims)
+        if orphans:
+            scan = scan_inbox_task(inbox_fs, inbox_root, settings)
+            for info, members in orphans:
+                logger.info("resuming batch %s left by an earlier run (%d traces)", info.batch_id, len(members))
+                yield info, members, scan.traces, True
         scan = scan_inbox_task(inbox_fs, inbox_root, settings)
-        for info, members in orphans:
-            logger.info("resuming batch %s left by an earlier run (%d traces)", info.batch_id, len(members))
-            run_batch(info, members, scan.traces, resumed=True)
+        claimed = claims.claimed()
+        candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
+        candidates += [stray_listing(inbox_root, obj) for obj in scan.stray]
+        summary.in_progress = sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
+        candidates = [t for t in candidates if safe_key(t.trace_id) not in claimed]
+        summary.pending = sorted(t.trace_id for t in scan.by_status("pending"))
+        listings = {t.trace_id: t for t in candidates}
+        for group in plan_batches(candidates, settings):
+            info, won = claim_batch(claims, run_id, [t.trace_id for t in group])
+            yield info, won, listings, False
 
-    scan = scan_inbox_task(inbox_fs, inbox_root, settings)
-    claimed = claims.claimed()
-    candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
-    candidates += [stray_listing(inbox_root, obj) for obj in scan.stray]
-    summary.in_progress = sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
-    candidates = [t for t in candidates if safe_key(t.trace_id) not in claimed]
-    summary.pending = sorted(t.trace_id for t in scan.by_status("pending"))
-    listings = {t.trace_id: t for t in candidates}
-    for group in plan_batches(candidates, settings):
-        info, won = claim_batch(claims, run_id, [t.trace_id for t in group])
-        run_batch(info, won, listings, resumed=False)
+    def record(report: BatchReport) -> None:
+        summary.add(report)
+        logger.info("batch %s: %d ingested, %d quarantined", report.batch_id, len(report.ingested), len(report.quarantined))
+
+    if settings.workers == 1:
+        for info, members, listings, resumed in batches():
+            watch = Stopwatch()
+            prep = prepare_batch_task(
+                info, members, quote(listings), inbox_fs, lake_fs, lake_root, tables, settings, resumed=resumed
+            )
+            watch.lap("prepare")
+            out = build_batch_task(quote(prep), settings)
+            watch.lap("build")
+            commit_batch_task(quote(prep), quote(out), tables, claims)
+            watch.lap("commit")
+            archive_batch_task(quote(prep), quote(out), inbox_fs, lake_fs, lake_root, settings)
+            watch.lap("archive")
+            clean_batch_task(quote(prep), inbox_fs, claims)
+            watch.lap("clean")
+            record(BatchReport.of(prep, out, watch.seconds))
+    else:
+        with BatchPool(settings.workers) as pool:
+            running: deque = deque()
+            for info, members, listings, resumed in batches():
+                own = {t: listings[t] for t in members if t in listings}
+                running.append(
+                    ingest_batch_task.submit(pool, info, members, quote(own), inbox, lake, settings, claims, resumed=resumed)
+                )
+                if len(running) >= settings.workers:
+                    record(running.popleft().result())
+            while running:
+                record(running.popleft().result())
 
     publish_run_artifacts("ingest", summary.rows(), summary.markdown(), f"ingest of {inbox} into {lake}")
     logger.info(

@@ -35,6 +35,13 @@ class IngestSettings(BaseSettings):
     batch_max_traces: int = Field(500, ge=1, description="Most traces assembled and committed together.")
     batch_max_events: int = Field(250_000, ge=1, description="Most events per batch; bounds memory.")
     batch_max_bytes: int = Field(256 * 2**20, ge=1, description="Most raw chunk bytes per batch; bounds memory.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes that ingest batches at once (PRT_WORKERS). 1 runs every stage as its own Prefect task in "
+        "the flow's process; more run whole batches in worker processes, one core each.",
+    )
     grace_period_s: float = Field(
         24 * 3600,
         ge=0,

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import polars as pl
 from fsspec import AbstractFileSystem
 from prefect import task
 
-from lake.storage import map_io
+from lake.storage import fs_for, map_io
 from lake.tables import LakeTables
 from schemas.errors import TraceRejected
 from schemas.settings import IngestSettings
@@ -44,14 +45,18 @@ from tasks.validate import check_expectations, expectation_frames
 
 __all__ = [
     "BatchOutput",
+    "BatchReport",
+    "IngestSummary",
     "PreparedBatch",
     "Rejection",
+    "Stopwatch",
     "archive_batch",
     "build_batch",
     "clean_batch",
     "commit_batch",
     "plan_batches",
     "prepare_batch",
+    "run_batch",
     "stray_listing",
 ]
 
@@ -424,7 +429,7 @@ def clean_batch(prep: PreparedBatch, inbox_fs: AbstractFileSystem, claims: Claim
     """Delete the batch's inbox objects (all copied and verified by now), then release the batch."""
     _fault("before_inbox_delete")
     listings = [*(prep.listings[t.trace_id] for t in prep.accepted), *(r.listing for r in prep.rejected), *prep.finished]
-    map_io(lambda listing: delete_trace_objects(inbox_fs, listing), listings)
+    map_io(inbox_fs, lambda listing: delete_trace_objects(inbox_fs, listing), listings)
     _fault("after_inbox_delete")
     claims.close_batch(prep.info, prep.claimed)
 
@@ -436,6 +441,74 @@ def _fault(point: str) -> None:
 
 
 # -- summary ----------------------------------------------------------------------------------
+
+
+class Stopwatch:
+    """Wall-clock seconds per stage: `lap(name)` charges the time since the last lap to `name`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._t
+        self._t = now
+
+
+@dataclass
+class BatchReport:
+    """What one batch did: small enough to send back from a worker process."""
+
+    batch_id: str
+    resumed: bool
+    ingested: list[str]
+    events: int
+    quarantined: list[tuple[str, str, str]]
+    cleaned: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds per stage (prepare, build, commit, archive, clean)."""
+
+    @classmethod
+    def of(cls, prep: PreparedBatch, out: BatchOutput, seconds: dict[str, float] | None = None) -> BatchReport:
+        return cls(
+            prep.info.batch_id,
+            prep.resumed,
+            [t.trace_id for t in prep.accepted],
+            out.events.height,
+            [(r.trace_id, r.reason, r.message) for r in prep.rejected],
+            [t.trace_id for t in prep.finished],
+            seconds or {},
+        )
+
+
+def run_batch(
+    info: BatchInfo,
+    members: list[str],
+    listings: dict[str, TraceListing],
+    inbox: str,
+    lake: str,
+    settings: IngestSettings,
+    claims: Claims,
+    *,
+    resumed: bool,
+) -> BatchReport:
+    """All stages of one batch in this process, timed: what a worker process runs (tasks/pool.py)."""
+    inbox_fs, _ = fs_for(inbox)
+    lake_fs, lake_root = fs_for(lake)
+    tables = LakeTables(lake)
+    watch = Stopwatch()
+    prep = prepare_batch(info, members, listings, inbox_fs, lake_fs, lake_root, tables, settings, resumed=resumed)
+    watch.lap("prepare")
+    out = build_batch(prep, settings)
+    watch.lap("build")
+    commit_batch(prep, out, tables, claims)
+    watch.lap("commit")
+    archive_batch(prep, out, inbox_fs, lake_fs, lake_root, settings)
+    watch.lap("archive")
+    clean_batch(prep, inbox_fs, claims)
+    watch.lap("clean")
+    return BatchReport.of(prep, out, watch.seconds)
 
 
 @dataclass
@@ -453,14 +526,18 @@ class IngestSummary:
     batches: int = 0
     resumed_batches: int = 0
     events: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage, summed over batches (over workers too, so it can exceed the run's time)."""
 
-    def add(self, prep: PreparedBatch, out: BatchOutput) -> None:
+    def add(self, report: BatchReport) -> None:
         self.batches += 1
-        self.resumed_batches += prep.resumed
-        self.ingested += [t.trace_id for t in prep.accepted]
-        self.events += out.events.height
-        self.quarantined += [(r.trace_id, r.reason, r.message) for r in prep.rejected]
-        self.cleaned += [t.trace_id for t in prep.finished]
+        self.resumed_batches += report.resumed
+        self.ingested += report.ingested
+        self.events += report.events
+        self.quarantined += report.quarantined
+        self.cleaned += report.cleaned
+        for stage, sec in report.seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + sec
 
     def reasons(self) -> Counter:
         return Counter(reason for _, reason, _ in self.quarantined)
@@ -490,6 +567,10 @@ class IngestSummary:
             f"- already in the lake (inbox cleaned): {len(self.cleaned)}",
             f"- pending: {len(self.pending)} · in progress elsewhere: {len(self.in_progress)}",
         ]
+        if self.seconds:
+            lines.append(
+                "- seconds per stage (summed over batches): " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())
+            )
         if self.quarantined:
             lines += ["", "| reason | traces |", "| --- | --- |"]
             lines += [f"| {reason} | {n} |" for reason, n in sorted(self.reasons().items())]

@@ -1,0 +1,67 @@
+"""Ingest batches in worker processes, so that a batch's Python work uses every core.
+
+The workers come from a fork server that imports the pipeline (polars, deltalake, Great
+Expectations and its suites) once; each worker is then a cheap fork of it, free of the
+threads of the flow's process (Prefect's API client, the temporary server), which a plain fork
+would copy in an unknown state. A worker runs `tasks.ingest.run_batch` — every stage of one
+batch — and sends back a small `BatchReport`. Batches share nothing but the lake, where the
+claims and the Delta app transactions already make concurrent batches safe (the same rules
+that let several ingest runs share one inbox).
+
+If a worker dies (killed, out of memory), the pool breaks and the run fails; its batches stay
+claimed under `<lake>/_ingest/` and the next run resumes them, like after any crash.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from prefect import task
+from prefect.runtime import task_run
+
+from tasks._prefect import STAGE, retry_if_transient
+from tasks.ingest import BatchReport, run_batch
+
+__all__ = ["BatchPool", "ingest_batch_task", "warm"]
+
+PRELOAD = ["tasks.ingest", "great_expectations"]
+"""Imported once by the fork server (seconds); every worker inherits them."""
+
+
+def warm() -> None:
+    """Per worker, after the fork: build the Great Expectations suites (milliseconds, imports done)."""
+    import tasks.validate
+
+    tasks.validate._validations()
+
+
+class BatchPool:
+    """`workers` processes, each running one batch at a time."""
+
+    def __init__(self, workers: int):
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm)
+
+    def submit(self, *args, **kwargs) -> Future[BatchReport]:
+        """`run_batch(*args, **kwargs)` in a worker."""
+        return self._executor.submit(run_batch, *args, **kwargs)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BatchPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@task(name="ingest-batch", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE)
+def ingest_batch_task(pool: BatchPool, *args, resumed: bool, **kwargs) -> BatchReport:
+    """Every stage of one batch, in a worker process of `pool`. A retry resumes the batch, so it
+    writes only what the failed try left out."""
+    again = (task_run.run_count or 1) > 1
+    return pool.submit(*args, resumed=resumed or again, **kwargs).result()
