@@ -32,10 +32,22 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import polars as pl
+
 from schemas.rubric import DIMENSIONS, rubric_hash
 from tasks.judge.base import Judge, JudgeBatch, Score
 
-__all__ = ["DANGERS", "Features", "HeuristicJudge", "features", "score_features"]
+__all__ = [
+    "DANGERS",
+    "Features",
+    "HeuristicJudge",
+    "TraceFacts",
+    "batch_steps",
+    "features",
+    "score_features",
+    "steps",
+    "trace_facts",
+]
 
 _TEST_CMD = re.compile(r"\b(pytest|py\.test|unittest|tox|nox|make\s+test|npm\s+test|go\s+test|cargo\s+test)\b")
 _INSPECT_CMD = re.compile(
@@ -61,6 +73,9 @@ INJECTION = re.compile(
 INJECTION_PENALTY = 1.5
 
 HEURISTIC_VERSION = "2"
+
+TEXT_COLUMNS = ("text", "message", "command", "stdout", "stderr", "diff_unified")
+"""Where a judge-injection attempt is looked for."""
 
 
 @dataclass
@@ -106,24 +121,112 @@ def _diff_lines(diff: str) -> tuple[list[str], list[str]]:
     return added, removed
 
 
+_TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$)")
+
+
 def _is_test_path(path: str) -> bool:
-    return bool(re.search(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$)", path))
+    return bool(_TEST_PATH.search(path))
+
+
+@dataclass
+class TraceFacts:
+    """What the sequential rules need besides the event order: per-trace aggregates that a batch
+    computes column-wise (`HeuristicJudge.score_batch`) and one trace in Python (`trace_facts`)."""
+
+    lines_added: int = 0
+    lines_removed: int = 0
+    reverted_lines: int = 0
+    test_file_edited: bool = False
+    dangers: list[str] = field(default_factory=list)
+    """Names of DANGERS found in cmd_run commands, in order of first appearance."""
+    secrets_in: list[str] = field(default_factory=list)
+    judge_injection: bool = False
+
+
+Step = tuple[str, str | None, int | None, int | None, int | None, int | None, bool, bool]
+"""One event for the sequential rules: type, kind, exit_code, passed, failed, errors,
+is a test command, is an inspecting command."""
+
+
+def _command_flags(command: str) -> tuple[bool, bool, list[str]]:
+    """(test command, inspecting command, dangers) of one command."""
+    return (
+        bool(_TEST_CMD.search(command)),
+        bool(_INSPECT_CMD.search(command)),
+        [name for name, pattern, _ in DANGERS if pattern.search(command)],
+    )
+
+
+def _reverted(edits: list[tuple[str, list[str], list[str]]]) -> int:
+    """Lines this session added to a file and later removed again. `edits`: (path, added, removed) in order."""
+    seen: dict[str, Counter] = {}
+    reverted = 0
+    for path, added, removed in edits:
+        counts = seen.setdefault(path, Counter())
+        for line in removed:
+            if counts[line] > 0:
+                counts[line] -= 1
+                reverted += 1
+        counts.update(added)
+    return reverted
+
+
+def trace_facts(events: list[dict]) -> TraceFacts:
+    """The per-trace aggregates of one trace's events (in seq order), in plain Python."""
+    facts = TraceFacts()
+    edits = []
+    for e in events:
+        if e["type"] == "file_edit":
+            path = e.get("file_path") or ""
+            added, removed = _diff_lines(e.get("diff_unified") or "")
+            facts.lines_added += len(added)
+            facts.lines_removed += len(removed)
+            facts.test_file_edited |= _is_test_path(path)
+            edits.append((path, added, removed))
+        if e["type"] == "cmd_run":
+            facts.dangers += [d for d in _command_flags(e.get("command") or "")[2] if d not in facts.dangers]
+        for rec in e.get("redactions") or []:
+            where = rec.split(":", 1)[0]
+            if where not in facts.secrets_in:
+                facts.secrets_in.append(where)
+        if not facts.judge_injection:
+            facts.judge_injection = any(INJECTION.search(e.get(c) or "") for c in TEXT_COLUMNS)
+    facts.reverted_lines = _reverted(edits)
+    return facts
+
+
+def steps(events: list[dict]) -> list[Step]:
+    out = []
+    for e in events:
+        flags = _command_flags(e.get("command") or "") if e["type"] in ("cmd_run", "test_run") else (False, False, [])
+        out.append((e["type"], e.get("kind"), e.get("exit_code"), e.get("passed"), e.get("failed"), e.get("errors"), *flags[:2]))
+    return out
 
 
 def features(events: list[dict]) -> Features:
-    """Features of one trace's events, in seq order."""
-    f = Features()
+    """Features of one trace's events (dicts with the events table's columns), in seq order."""
+    return features_of(steps(events), trace_facts(events))
+
+
+def features_of(seq: list[Step], facts: TraceFacts) -> Features:
+    """The sequential rules over a trace's steps, plus its aggregates."""
+    f = Features(
+        lines_added=facts.lines_added,
+        lines_removed=facts.lines_removed,
+        reverted_lines=facts.reverted_lines,
+        test_file_edited=facts.test_file_edited,
+        dangers=list(facts.dangers),
+        secrets_in=list(facts.secrets_in),
+        judge_injection=facts.judge_injection,
+    )
     edits_seen = 0
     reason_since_test = 0.0  # 1 after a hypothesis or decision, 0.5 after an observation only
     in_change = False  # edits seen since the last test run
     open_hypotheses = 0
     saw_failure_after_edit = False
     observed_since_hypothesis = False
-    added_by_file: dict[str, Counter] = {}
-    for e in events:
-        t = e["type"]
+    for t, kind, exit_code, passed, failed, errors, test_cmd, inspect in seq:
         if t == "rationale_note":
-            kind = e.get("kind")
             if kind == "plan":
                 f.plan = True
             if kind in ("hypothesis", "decision"):
@@ -152,34 +255,18 @@ def features(events: list[dict]) -> Features:
                 f.n_changes += 1
                 f.changes_reasoned += reason_since_test
                 in_change = True
-            path = e.get("file_path") or ""
-            if _is_test_path(path):
-                f.test_file_edited = True
-            added, removed = _diff_lines(e.get("diff_unified") or "")
-            f.lines_added += len(added)
-            f.lines_removed += len(removed)
-            seen = added_by_file.setdefault(path, Counter())
-            for line in removed:
-                if seen[line] > 0:  # a line this session added and now takes out again
-                    seen[line] -= 1
-                    f.reverted_lines += 1
-            seen.update(added)
         elif t in ("test_run", "cmd_run"):
-            command = e.get("command") or ""
-            is_test = t == "test_run" or bool(_TEST_CMD.search(command))
+            is_test = t == "test_run" or test_cmd
             if t == "cmd_run":
                 f.n_cmds += 1
-                for name, pattern, _ in DANGERS:
-                    if pattern.search(command) and name not in f.dangers:
-                        f.dangers.append(name)
-                if edits_seen == 0 and _INSPECT_CMD.search(command):
+                if edits_seen == 0 and inspect:
                     f.inspected_first = True
             if t == "test_run":
                 f.n_tests += 1
-                failing = (e.get("failed") or 0) + (e.get("errors") or 0) > 0
-                f.last_test_passes = not failing and (e.get("passed") or 0) > 0
+                failing = (failed or 0) + (errors or 0) > 0
+                f.last_test_passes = not failing and (passed or 0) > 0
             else:
-                failing = (e.get("exit_code") or 0) != 0
+                failing = (exit_code or 0) != 0
                 if failing and not is_test:
                     f.failed_other_cmds += 1
             if is_test:
@@ -196,15 +283,6 @@ def features(events: list[dict]) -> Features:
                     saw_failure_after_edit = True
         elif t == "commit":
             f.n_commits += 1
-        if not f.judge_injection:
-            for col in ("text", "message", "command", "stdout", "stderr", "diff_unified"):
-                if e.get(col) and INJECTION.search(e[col]):
-                    f.judge_injection = True
-                    break
-        for rec in e.get("redactions") or []:
-            where = rec.split(":", 1)[0]
-            if where not in f.secrets_in:
-                f.secrets_in.append(where)
     return f
 
 
@@ -325,33 +403,102 @@ class HeuristicJudge(Judge):
 
     def score_batch(self, batch: JudgeBatch) -> list[Score]:
         verdicts = batch.verdicts()
-        cols = [
-            "trace_id",
-            "seq",
-            "type",
-            "kind",
-            "text",
-            "message",
-            "file_path",
-            "diff_unified",
-            "command",
-            "exit_code",
-            "stdout",
-            "stderr",
-            "passed",
-            "failed",
-            "errors",
-            "redactions",
-        ]
-        events = batch.events.select([c for c in cols if c in batch.events.columns]).sort("trace_id", "seq")
-        by_trace: dict[str, list[dict]] = {}
-        names = events.columns
-        for row in events.iter_rows():
-            d = dict(zip(names, row, strict=True))
-            by_trace.setdefault(d["trace_id"], []).append(d)
+        steps_by_trace, facts_by_trace = batch_steps(batch.events)
         out = []
         for tid in batch.trace_ids:
             verdict = verdicts.get(tid)
-            scores, why = score_features(features(by_trace.get(tid, [])), verdict)
+            f = features_of(steps_by_trace.get(tid, []), facts_by_trace.get(tid, TraceFacts()))
+            scores, why = score_features(f, verdict)
             out.append(Score(tid, "scored", scores, why, qa_verdict=verdict))
         return out
+
+
+def batch_steps(events: pl.DataFrame) -> tuple[dict[str, list[Step]], dict[str, TraceFacts]]:
+    """`steps` and `trace_facts` of every trace in a batch, column-wise: the regular expressions and
+    diff statistics run in polars (Rust's regex; the patterns mean the same there as in Python's
+    `re`), and only one narrow tuple per event reaches Python. tests/tasks/test_judge_batch.py
+    checks that the result equals the per-trace Python path."""
+    for c in {*TEXT_COLUMNS, "kind", "file_path", "exit_code", "passed", "failed", "errors", "redactions"} - set(events.columns):
+        events = events.with_columns(pl.lit(None, dtype=pl.List(pl.String) if c == "redactions" else pl.String).alias(c))
+    command = pl.col("command").fill_null("")
+    is_cmd = pl.col("type").is_in(["cmd_run", "test_run"])
+    ev = events.sort("trace_id", "seq").with_columns(
+        _test_cmd=is_cmd & command.str.contains(_TEST_CMD.pattern),
+        _inspect=is_cmd & command.str.contains(_INSPECT_CMD.pattern),
+    )
+    steps_by_trace: dict[str, list[Step]] = {}
+    cols = ["type", "kind", "exit_code", "passed", "failed", "errors", "_test_cmd", "_inspect"]
+    for (tid,), group in ev.select("trace_id", *cols).group_by("trace_id", maintain_order=True):
+        steps_by_trace[tid] = group.select(cols).rows()
+
+    facts: dict[str, TraceFacts] = {tid: TraceFacts() for tid in steps_by_trace}
+    cmds = ev.filter(pl.col("type") == "cmd_run")
+    for name, pattern, _ in DANGERS:  # dangers in order of first appearance
+        hits = cmds.filter(command.str.contains(pattern.pattern)).group_by("trace_id").agg(first=pl.col("seq").min())
+        for tid, first in hits.iter_rows():
+            facts[tid].dangers.append((first, name))
+    injected = ev.group_by("trace_id").agg(
+        pl.any_horizontal([pl.col(c).fill_null("").str.contains(INJECTION.pattern) for c in TEXT_COLUMNS]).any()
+    )
+    for tid, hit in injected.iter_rows():
+        facts[tid].judge_injection = bool(hit)
+    secrets = (
+        ev.select("trace_id", "seq", "redactions").explode("redactions").drop_nulls("redactions")
+        .with_columns(where=pl.col("redactions").str.split(":").list.first())
+        .group_by("trace_id", maintain_order=True).agg(pl.col("where").unique(maintain_order=True))
+    )  # fmt: skip
+    for tid, where in secrets.iter_rows():
+        facts[tid].secrets_in = where
+    _diff_facts(ev.filter(pl.col("type") == "file_edit"), facts)
+    for f in facts.values():
+        f.dangers = [name for _, name in sorted(f.dangers, key=lambda d: (d[0], _DANGER_ORDER[d[1]]))]
+    return steps_by_trace, facts
+
+
+_DANGER_ORDER = {name: i for i, (name, _, _) in enumerate(DANGERS)}
+
+
+def _diff_facts(edits: pl.DataFrame, facts: dict[str, TraceFacts]) -> None:
+    """Lines added and removed, reverted lines and test-file edits of every trace, from its edits."""
+    if edits.is_empty():
+        return
+    tested = edits.group_by("trace_id").agg(pl.col("file_path").fill_null("").str.contains(_TEST_PATH.pattern).any())
+    for tid, hit in tested.iter_rows():
+        facts[tid].test_file_edited = bool(hit)
+    # str.splitlines() also splits on \r and a few other separators: split the same way.
+    lines = (
+        edits.select("trace_id", "seq", path=pl.col("file_path").fill_null(""), line=pl.col("diff_unified").fill_null(""))
+        .with_columns(pl.col("line").str.replace_all(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]", "\n").str.split("\n"))
+        .explode("line")
+        .with_columns(
+            sign=pl.when(pl.col("line").str.starts_with("+") & ~pl.col("line").str.starts_with("+++ "))
+            .then(pl.lit(1))
+            .when(pl.col("line").str.starts_with("-") & ~pl.col("line").str.starts_with("--- "))
+            .then(pl.lit(-1))
+        )
+        .drop_nulls("sign")
+        .with_columns(pl.col("line").str.slice(1))
+    )
+    counts = lines.group_by("trace_id").agg(added=(pl.col("sign") == 1).sum(), removed=(pl.col("sign") == -1).sum())
+    for tid, added, removed in counts.iter_rows():
+        facts[tid].lines_added, facts[tid].lines_removed = int(added), int(removed)
+    # A revert needs a line added by one edit and removed by a later one: only those lines go to Python.
+    key = ["trace_id", "path", "line"]
+    candidates = (
+        lines.group_by(key)
+        .agg(
+            first_add=pl.col("seq").filter(pl.col("sign") == 1).min(),
+            last_remove=pl.col("seq").filter(pl.col("sign") == -1).max(),
+        )
+        .filter(pl.col("first_add") < pl.col("last_remove"))
+        .select(key)
+    )
+    if candidates.is_empty():
+        return
+    suspect = lines.join(candidates, on=key, how="semi").sort("trace_id", "seq", maintain_order=True)
+    for (tid,), group in suspect.group_by("trace_id", maintain_order=True):
+        per_edit: dict[int, tuple[str, list[str], list[str]]] = {}
+        for seq, path, line, sign in group.select("seq", "path", "line", "sign").iter_rows():
+            entry = per_edit.setdefault(seq, (path, [], []))
+            (entry[1] if sign == 1 else entry[2]).append(line)
+        facts[tid].reverted_lines = _reverted([per_edit[s] for s in sorted(per_edit)])
