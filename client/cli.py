@@ -370,6 +370,89 @@ def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     )
 
 
+@app.command()
+def bench(
+    qa: Annotated[bool, typer.Option("--qa", help="Measure sandboxed verification instead of ingest.")] = False,
+    judge: Annotated[bool, typer.Option("--judge", help="Measure the heuristic judge instead of ingest.")] = False,
+    read: Annotated[bool, typer.Option("--read", help="Measure researcher reads from a large lake instead of ingest.")] = False,
+    traces: Annotated[
+        int | None, typer.Option(min=1, help="Sessions to generate (default 5000; 12 with --qa).", show_default=False)
+    ] = None,
+    events: Annotated[int, typer.Option(min=1, help="Events per generated session.")] = 200,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Ingest worker processes.")] = 2,
+    parallel: Annotated[int, typer.Option(min=1, help="Sandboxes at once (--qa).")] = 2,
+    sandbox: SandboxOpt = None,
+    days: Annotated[int, typer.Option(min=1, help="Days of daily scores to write (--read).")] = 30,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to generate inboxes and lakes (default: the temp dir).", show_default=False)
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the result as JSON here.", show_default=False)
+    ] = None,
+) -> None:
+    """Measure the pipeline on generated sessions: ingest against the floor (default), --qa, --judge or --read."""
+    import json as json_mod
+
+    from tasks import bench as b
+
+    if sum((qa, judge, read)) > 1:
+        raise typer.BadParameter("choose one of --qa, --judge, --read (or none, for ingest)")
+    if workdir:
+        workdir.mkdir(parents=True, exist_ok=True)
+    if qa:
+        n = traces or 12
+        console.print(f"verifying {n} sessions over the examples' repos, {parallel} sandboxes at once …")
+        result = b.bench_qa(n, parallel=parallel, sandbox=sandbox, workdir=workdir)
+        summary = (
+            f"[bold]{result['traces_per_min']} traces/min[/bold] with {result['backend']} ({result['traces']} traces in "
+            f"{result['seconds']} s, {parallel} at once); mean per trace: "
+            + ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in result["mean_split_s"].items())
+        )
+    elif judge:
+        n = traces or 5000
+        console.print(f"scoring {n} generated sessions of {events} events with the heuristic judge …")
+        result = b.bench_judge(n, events, workers=workers, workdir=workdir)
+        summary = (
+            f"[bold]{result['traces_per_s']} traces/s[/bold] scored ({result['traces']} traces of ~{result['events_per_trace']} events "
+            f"in {result['score_s']} s); reading them {result['read_s']} s; the whole judge flow (read, score, write) "
+            f"{result['flow_traces_per_s']} traces/s"
+        )
+    elif read:
+        n = traces or 5000
+        console.print(f"building a lake of {n * events:,} events and {days} days of scores, then reading from it …")
+        result = b.bench_read(n, events, workers=workers, days=days, workdir=workdir)
+        lines = []
+        for when in ("before_maintain", "after_maintain"):
+            r = result[when]
+            t, d = r["one_trace_events"], r["one_day_scores"]
+            lines.append(
+                f"{when.replace('_', ' ')}: one trace's events {t['seconds'] * 1000:.0f} ms, {t['files_read']} of "
+                f"{r['events_files']} files, {t['row_groups_read']} row group(s); one day's scores {d['seconds'] * 1000:.0f} ms, "
+                f"{d['files_read']} of {r['scores_files']} files"
+            )
+        summary = "\n".join(lines)
+    else:
+        n = traces or 5000
+        console.print(f"generating {n} sessions x {events} events, then the floor and the ingest ({workers} workers) …")
+        result = b.bench_ingest(n, events, workers=workers, workdir=workdir)
+        summary = (
+            f"[bold]{result['ingest_events_per_s']:,} events/s[/bold] ({result['ingest_mb_per_s']} MB/s) end to end: "
+            f"{result['events']:,} events in {result['ingest_s']} s; floor {result['floor_events_per_s']:,} events/s "
+            f"({result['floor_s']} s) -> [bold]{result['ratio_to_floor']}[/bold] of the floor; peak memory "
+            f"{result['ingest_peak_mb']} MiB (floor {result['floor_peak_mb']} MiB); Delta files "
+            + ", ".join(f"{k} {v}" for k, v in result["delta_files"].items())
+            + "\ntime per stage (summed over workers): "
+            + ", ".join(f"{k} {v} s" for k, v in result["stage_seconds"].items())
+            + f"; worker start (once, before timing) {result['worker_start_s']} s"
+        )
+    console.print(summary)
+    text = json_mod.dumps(result, indent=1, default=str)
+    if json_out:
+        json_out.write_text(text + "\n")
+    else:
+        console.print(text, highlight=False)
+
+
 def main() -> None:
     # Offline by default: no telemetry from Prefect or Great Expectations (override in the environment).
     for key, value in (("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("GX_ANALYTICS_ENABLED", "false")):

@@ -70,7 +70,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "metrics.counts_add_up",
-        "metrics",
+        "traces",  # checked on the traces frame, which carries each trace's metrics
         "ExpectColumnValuesToBeBetween",
         {"column": "uncounted_events", "min_value": 0, "max_value": 0},
     ),

@@ -33,7 +33,9 @@ class IngestSettings(BaseSettings):
     model_config = _CFG
 
     batch_max_traces: int = Field(500, ge=1, description="Most traces assembled and committed together.")
-    batch_max_events: int = Field(250_000, ge=1, description="Most events per batch; bounds memory.")
+    batch_max_events: int = Field(
+        50_000, ge=1, description="Most events per batch; bounds memory (about 0.5 GiB per process at 50,000)."
+    )
     batch_max_bytes: int = Field(256 * 2**20, ge=1, description="Most raw chunk bytes per batch; bounds memory.")
     workers: int = Field(
         1,

@@ -113,7 +113,7 @@ def put_verified(fs: AbstractFileSystem, objects: dict[str, bytes]) -> None:
         put_immutable(fs, path, data)
         return None if fs.cat_file(path) == data else path
 
-    bad = [p for p in map_io(fs, put_and_check, objects.items()) if p]
+    bad = [p for p in map_io(put_and_check, objects.items()) if p]
     if bad:
         raise OSError(f"archive copy {bad[0]} does not read back as written; the inbox objects were kept")
 

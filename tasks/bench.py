@@ -1,32 +1,39 @@
 """`prt bench`: measure ingest, verification, judging and reads on synthetic sessions.
 
-    prt bench [--traces 5000 --events 200]     ingest end to end vs the floor (polars read + Delta write)
-    prt bench --qa [--traces 20 --parallel 2]  sandboxed verification throughput and time split
-    prt bench --judge [--traces 5000]          heuristic judge throughput
-    prt bench --read                           one trace's events / one day's scores from a large lake
+    prt bench [--traces 5000 --events 200 --workers 2]   ingest end to end vs the floor (polars read + Delta write)
+    prt bench --qa [--traces 12 --parallel 2]            sandboxed verification: traces per minute, time split
+    prt bench --judge [--traces 5000]                    heuristic judge throughput
+    prt bench --read [--traces 5000 --events 200]        one trace's events / one day's scores: time, files read
 
-Each measured run happens in a child process, so peak memory is that run's own.
+Every measured run happens in a child process (`python -m tasks.bench KIND ...`) that warms up
+first (the temporary Prefect server, imports, worker processes) and then times only the work;
+peak memory is sampled over that child and all its descendants (proportional set size, so pages
+shared by forked workers count once).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import random
-import resource
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from schemas.chain import chain_start, chain_step
 from schemas.layout import artifact_ref
 
-__all__ = ["generate_inbox"]
+__all__ = ["PeakMemory", "bench_ingest", "bench_judge", "bench_qa", "bench_read", "clone_examples", "generate_inbox"]
 
 T0 = 1_760_000_000.0
 _WORDS = [
@@ -181,54 +188,286 @@ def generate_inbox(
     return Generated(traces, traces * events, total_bytes, files)
 
 
-# -- children: each measured run in its own process ------------------------------------------------
+# -- measuring --------------------------------------------------------------------------------
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class PeakMemory:
+    """Peak proportional set size (MiB) of this process and all its descendants, sampled on a thread."""
+
+    def __init__(self, interval_s: float = 0.05):
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self.at_peak: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        by_pid = {p: _pss_kb(p) / 1024 for p in _tree(me) if not _is_prefect_server(p)}
+        total = sum(by_pid.values())
+        if total > self.peak_mb:
+            self.peak_mb = total
+            self.at_peak = sorted((round(mb) for p, mb in by_pid.items() if p != me), reverse=True)
+            self.at_peak.insert(0, round(by_pid.get(me, 0)))
 
 
-def _child_ingest(inbox: str, lake: str) -> dict:
+def _is_prefect_server(pid: int) -> bool:
+    """The temporary Prefect server that a flow run starts: infrastructure, not the work measured
+    (a deployment talks to a server elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"prefect" in cmd and b"server" in cmd
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _warm_prefect() -> None:
     from prefect import flow
-
-    from flows.ingest import ingest_inbox
 
     @flow(name="bench-warm-up")
     def warm_up() -> None:  # starts the temporary Prefect server outside the measurement
         return None
 
     warm_up()
-    import tasks.validate
 
-    tasks.validate._validations()  # Great Expectations' import and suite set-up, once per process
+
+# -- children: each measured run in its own process ------------------------------------------------
+
+
+def _child_ingest(inbox: str, lake: str, workers: str) -> dict:
+    import tasks.validate
+    from flows.ingest import ingest_inbox
+
+    _warm_prefect()
     t0 = time.perf_counter()
-    summary = ingest_inbox(inbox=inbox, lake=lake)
-    seconds = time.perf_counter() - t0
+    if int(workers) == 1:
+        tasks.validate._validations()  # Great Expectations' import and suite set-up, once per process
+    else:  # the workers validate; this process only plans and collects
+        from tasks.pool import BatchPool
+
+        with BatchPool(int(workers)) as pool:
+            pool.start()  # the fork server imports the pipeline once; later pools fork from it
+    start_s = time.perf_counter() - t0
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        summary = ingest_inbox(inbox=inbox, lake=lake, workers=int(workers))
+        seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,
-        "peak_mb": _peak_mb(),
+        "worker_start_s": start_s,
+        "peak_mb": mem.peak_mb,
+        "peak_mb_by_process": mem.at_peak,
         "ingested": len(summary.ingested),
         "events": summary.events,
         "batches": summary.batches,
         "quarantined": len(summary.quarantined),
+        "stage_seconds": summary.seconds,
     }
 
 
 def _child_floor(inbox: str, table: str) -> dict:
-    import io
-
     import polars as pl
     from deltalake import write_deltalake
 
     files = sorted(Path(inbox).rglob("*.jsonl*"))
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        rows = 0
+        for i in range(0, len(files), 2000):  # bounded memory, like the pipeline's batches
+            raw = b"".join(gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes() for f in files[i : i + 2000])
+            df = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None)
+            rows += df.height
+            write_deltalake(table, df.to_arrow(), mode="append")
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_mb": mem.peak_mb, "rows": rows}
+
+
+def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str) -> dict:
+    import polars as pl
+
+    from flows.ingest import ingest_inbox
+    from flows.qa import verify_traces
+    from lake.read import Lake
+
+    ingest_inbox(inbox=inbox, lake=lake)  # not measured
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        summary = verify_traces(lake=lake, sandbox=sandbox or None, parallel=int(parallel))
+        seconds = time.perf_counter() - t0
+    runs = Lake(lake).qa_runs().collect()
+    split = runs.select(pl.col("sandbox_start_s", "before_s", "replay_s", "after_s").fill_null(0).mean()).row(0, named=True)
+    return {
+        "seconds": seconds,
+        "peak_mb": mem.peak_mb,
+        "traces": runs.height,
+        "backend": summary.backend,
+        "verdicts": dict(runs.group_by("verdict").len().iter_rows()),
+        "mean_split_s": split,
+    }
+
+
+def _child_judge(inbox: str, lake: str, workers: str) -> dict:
+    import polars as pl
+
+    from flows.ingest import ingest_inbox
+    from flows.judge import judge_traces
+    from lake.read import Lake
+    from tasks.judge import get_judge
+    from tasks.judging import judge_batches
+
+    ingest_inbox(inbox=inbox, lake=lake, workers=int(workers))  # not measured
+    lk = Lake(lake)
+    ids = sorted(lk.traces().select("trace_id").collect()["trace_id"].to_list())
+    judge = get_judge("heuristic")
     t0 = time.perf_counter()
-    rows = 0
-    for i in range(0, len(files), 2000):  # bounded memory, like the pipeline's batches
-        raw = b"".join(gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes() for f in files[i : i + 2000])
-        df = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None)
-        rows += df.height
-        write_deltalake(table, df.to_arrow(), mode="append")
-    return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb(), "rows": rows}
+    batches = list(judge_batches(lk, ids, 1000))
+    read_s = time.perf_counter() - t0
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        scored = sum(len(judge.score_batch(b)) for b in batches)
+        score_s = time.perf_counter() - t0
+    del batches
+    t0 = time.perf_counter()
+    flow_summary = judge_traces(lake=lake, judge="heuristic")
+    flow_s = time.perf_counter() - t0
+    return {
+        "traces": scored,
+        "events": lk.events().select(pl.len()).collect().item(),
+        "read_s": read_s,
+        "score_s": score_s,
+        "flow_s": flow_s,
+        "flow_traces": len(flow_summary.rows),
+        "peak_mb": mem.peak_mb,
+    }
+
+
+def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
+    import polars as pl
+
+    from flows.ingest import ingest_inbox
+    from flows.maintain import maintain_lake
+    from lake.read import Lake
+
+    ingest_inbox(inbox=inbox, lake=lake, workers=int(workers))  # not measured
+    lk = Lake(lake)
+    ids = sorted(lk.traces().select("trace_id").collect()["trace_id"].to_list())
+    _daily_scores(lk, ids, int(days))
+    out: dict = {"events": lk.events().select(pl.len()).collect().item(), "days_of_scores": int(days)}
+    probe = [ids[len(ids) // 7], ids[len(ids) // 2], ids[-3]]
+    day = date(2026, 1, 1) + timedelta(days=int(days) // 2)
+    for when in ("before_maintain", "after_maintain"):
+        if when == "after_maintain":
+            maintain_lake(lake=lake, vacuum_retention_hours=0)
+        trace_reads = [_scan_stats(lambda t=t: lk.events().filter(pl.col("trace_id") == t).collect()) for t in probe]
+        day_read = _scan_stats(lambda: lk.scores().filter(pl.col("run_date") == day).collect())
+        out[when] = {
+            "events_files": _files(lk, "events"),
+            "one_trace_events": {
+                "seconds": min(r["seconds"] for r in trace_reads),
+                "rows": trace_reads[0]["rows"],
+                "files_read": max(r["files_read"] for r in trace_reads),
+                "row_groups_read": max(r["row_groups_read"] for r in trace_reads),
+            },
+            "scores_files": _files(lk, "scores"),
+            "one_day_scores": day_read,
+        }
+    return out
+
+
+def _files(lk, name: str) -> int:
+    return len(lk.tables.open(name).file_uris())
+
+
+def _daily_scores(lk, ids: list[str], days: int) -> None:
+    """`days` daily runs of the heuristic judge's scores (one commit per day, as a daily schedule
+    writes them), dated 2026-01-01 on: a lake whose scores span many date partitions."""
+    import polars as pl
+
+    from schemas.tables import SCORES
+    from tasks.frames import to_arrow
+    from tasks.judge import get_judge
+    from tasks.judging import judge_batches, score_rows
+
+    judge = get_judge("heuristic")
+    scores = [s for b in judge_batches(lk, ids, 1000) for s in judge.score_batch(b)]
+    rows = score_rows(judge, scores, run_id="bench", batch_id="bench")
+    for d in range(days):
+        day = date(2026, 1, 1) + timedelta(days=d)
+        at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        daily = rows.with_columns(run_date=pl.lit(day), scored_at=pl.lit(at), judge_id=pl.lit(f"{judge.judge_id}-day{d}"))
+        lk.tables.append(SCORES, to_arrow(daily, SCORES), metadata={"prt_operation": "bench"})
+
+
+def _scan_stats(query) -> dict:
+    """Run a polars query with POLARS_VERBOSE on and read back, from polars' own log, how many
+    files and row groups it read: the proof that statistics and partitions skip the rest."""
+    import polars as pl
+
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            with pl.Config(verbose=True):
+                t0 = time.perf_counter()
+                df = query()
+                seconds = time.perf_counter() - t0
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    files = [int(m) for m in re.findall(r"Readers init: (\d+) /", text)]
+    groups = [(int(a), int(b)) for a, b in re.findall(r"reading (\d+) / (\d+) row groups", text)]
+    return {
+        "seconds": seconds,
+        "rows": df.height,
+        "files_read": sum(files),
+        "row_groups_read": sum(a for a, _ in groups),
+        "row_groups_in_files_read": sum(b for _, b in groups),
+    }
 
 
 def _run_child(kind: str, *args: str) -> dict:
@@ -251,24 +490,41 @@ def _delta_files(lake: Path) -> dict[str, int]:
     }
 
 
-def bench_ingest(traces: int, events: int, workdir: Path | None = None) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="prt-bench-", dir=workdir))
+def _workdir(workdir: Path | None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="prt-bench-", dir=workdir))
+
+
+def _generate(work: Path, traces: int, events: int) -> tuple[Generated, float]:
     t0 = time.perf_counter()
     gen = generate_inbox(work / "inbox", traces, events)
-    gen_s = time.perf_counter() - t0
+    os.sync()  # the inbox is on disk before anything is timed, not in flight in the page cache
+    return gen, time.perf_counter() - t0
+
+
+# -- the benchmarks ----------------------------------------------------------------------------------
+
+
+def bench_ingest(traces: int, events: int, *, workers: int = 2, workdir: Path | None = None) -> dict:
+    """Ingest end to end against the floor, on the same generated inbox (a copy for each)."""
+    work = _workdir(workdir)
+    gen, gen_s = _generate(work, traces, events)
     floor = _run_child("floor", str(work / "inbox"), str(work / "floor-table"))
-    ingest = _run_child("ingest", str(work / "inbox"), str(work / "lake"))
+    ingest = _run_child("ingest", str(work / "inbox"), str(work / "lake"), str(workers))
     mb = gen.jsonl_bytes / 2**20
-    result = {
+    return {
         "traces": traces,
         "events": gen.events,
         "jsonl_mb": round(mb, 1),
         "generate_s": round(gen_s, 1),
+        "workers": workers,
+        "worker_start_s": round(ingest["worker_start_s"], 2),
         "ingest_s": round(ingest["seconds"], 2),
         "ingest_events_per_s": round(gen.events / ingest["seconds"]),
         "ingest_mb_per_s": round(mb / ingest["seconds"], 1),
         "ingest_peak_mb": round(ingest["peak_mb"]),
+        "ingest_peak_mb_by_process": ingest["peak_mb_by_process"],
         "batches": ingest["batches"],
+        "stage_seconds": {k: round(v, 2) for k, v in ingest["stage_seconds"].items()},
         "floor_s": round(floor["seconds"], 2),
         "floor_events_per_s": round(floor["rows"] / floor["seconds"]),
         "floor_peak_mb": round(floor["peak_mb"]),
@@ -278,14 +534,79 @@ def bench_ingest(traces: int, events: int, workdir: Path | None = None) -> dict:
         "quarantined": ingest["quarantined"],
         "workdir": str(work),
     }
-    return result
+
+
+def clone_examples(inbox: Path, n: int) -> list[str]:
+    """`n` sessions over the examples' real repos: the three example traces under new trace ids
+    (new manifest id and chain head; the same events, snapshots and tests)."""
+    from schemas.chain import chain_head
+
+    src = Path(__file__).resolve().parent.parent / "examples" / "traces"
+    names = sorted(p.name for p in src.iterdir() if (p / "complete.json").is_file())
+    ids = []
+    for i in range(n):
+        name = names[i % len(names)]
+        tid = f"qa-bench-{i:04d}"
+        shutil.copytree(src / name, inbox / tid)
+        manifest = json.loads((inbox / tid / "manifest.json").read_text())
+        manifest["trace_id"] = tid
+        (inbox / tid / "manifest.json").write_text(json.dumps(manifest))
+        lines = []
+        for chunk in sorted((inbox / tid / "chunks").iterdir()):
+            raw = chunk.read_bytes()
+            raw = gzip.decompress(raw) if chunk.suffix == ".gz" else raw
+            lines += raw.rstrip(b"\n").split(b"\n")
+        complete = json.loads((inbox / tid / "complete.json").read_text())
+        complete["chain_head"] = chain_head(tid, lines)
+        (inbox / tid / "complete.json").write_text(json.dumps(complete))
+        ids.append(tid)
+    return ids
+
+
+def bench_qa(traces: int, *, parallel: int = 2, sandbox: str | None = None, workdir: Path | None = None) -> dict:
+    work = _workdir(workdir)
+    clone_examples(work / "inbox", traces)
+    qa = _run_child("qa", str(work / "inbox"), str(work / "lake"), str(parallel), sandbox or "")
+    return {
+        "traces": qa["traces"],
+        "parallel": parallel,
+        "backend": qa["backend"],
+        "seconds": round(qa["seconds"], 1),
+        "traces_per_min": round(qa["traces"] / qa["seconds"] * 60, 1),
+        "mean_split_s": {k: round(v, 2) for k, v in qa["mean_split_s"].items()},
+        "verdicts": qa["verdicts"],
+        "peak_mb": round(qa["peak_mb"]),
+        "workdir": str(work),
+    }
+
+
+def bench_judge(traces: int, events: int, *, workers: int = 2, workdir: Path | None = None) -> dict:
+    work = _workdir(workdir)
+    _generate(work, traces, events)
+    j = _run_child("judge", str(work / "inbox"), str(work / "lake"), str(workers))
+    return {
+        "traces": j["traces"],
+        "events_per_trace": round(j["events"] / max(1, j["traces"])),
+        "score_s": round(j["score_s"], 2),
+        "traces_per_s": round(j["traces"] / j["score_s"]),
+        "read_s": round(j["read_s"], 2),
+        "flow_s": round(j["flow_s"], 2),
+        "flow_traces_per_s": round(j["flow_traces"] / j["flow_s"]),
+        "peak_mb": round(j["peak_mb"]),
+        "workdir": str(work),
+    }
+
+
+def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, workdir: Path | None = None) -> dict:
+    work = _workdir(workdir)
+    _generate(work, traces, events)
+    r = _run_child("read", str(work / "inbox"), str(work / "lake"), str(workers), str(days))
+    return {**r, "workdir": str(work)}
 
 
 if __name__ == "__main__":
     kind, *rest = sys.argv[1:]
-    if kind == "ingest":
-        print(json.dumps(_child_ingest(*rest)))
-    elif kind == "floor":
-        print(json.dumps(_child_floor(*rest)))
-    else:
+    children = {"ingest": _child_ingest, "floor": _child_floor, "qa": _child_qa, "judge": _child_judge, "read": _child_read}
+    if kind not in children:
         raise SystemExit(f"unknown bench child {kind}")
+    print(json.dumps(children[kind](*rest), default=str))

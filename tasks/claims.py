@@ -130,7 +130,7 @@ class Claims:
             except ObjectConflict:  # another batch holds it
                 return False
 
-        return info, [tid for tid, ok in zip(trace_ids, map_io(self.fs, claim, trace_ids), strict=True) if ok]
+        return info, [tid for tid, ok in zip(trace_ids, map_io(claim, trace_ids), strict=True) if ok]
 
     def claimed(self) -> set[str]:
         """Claim keys of every trace claimed by some batch right now (see `safe_key`)."""
@@ -232,7 +232,7 @@ class Claims:
     # -- closing --------------------------------------------------------------------------------
 
     def release(self, trace_ids: list[str]) -> None:
-        map_io(self.fs, lambda tid: _rm_quiet(self.fs, [self._claim(tid)]), trace_ids)
+        map_io(lambda tid: _rm_quiet(self.fs, [self._claim(tid)]), trace_ids)
 
     def close_batch(self, info: BatchInfo, trace_ids: list[str]) -> None:
         """Remove the batch's claims, then the batch folder (journal and leases) last."""

@@ -429,7 +429,7 @@ def clean_batch(prep: PreparedBatch, inbox_fs: AbstractFileSystem, claims: Claim
     """Delete the batch's inbox objects (all copied and verified by now), then release the batch."""
     _fault("before_inbox_delete")
     listings = [*(prep.listings[t.trace_id] for t in prep.accepted), *(r.listing for r in prep.rejected), *prep.finished]
-    map_io(inbox_fs, lambda listing: delete_trace_objects(inbox_fs, listing), listings)
+    map_io(lambda listing: delete_trace_objects(inbox_fs, listing), listings)
     _fault("after_inbox_delete")
     claims.close_batch(prep.info, prep.claimed)
 

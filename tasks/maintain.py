@@ -20,7 +20,7 @@ from prefect import task
 
 from lake.read import Lake
 from lake.storage import join
-from lake.tables import LakeTables
+from lake.tables import WRITER_PROPERTIES, LakeTables
 from schemas.tables import EVENTS, METRICS, QA_RUNS, QUARANTINE, SCORES, TABLES, TRACES
 from tasks._prefect import STAGE, retry_if_transient
 from tasks.privacy import pseudonym
@@ -147,7 +147,7 @@ def retention(
 
 
 def optimize_tables(tables: LakeTables, *, vacuum_hours: int, run_id: str) -> dict[str, dict]:
-    """Compact small files (z-order events by trace, for one-trace reads), checkpoint, vacuum."""
+    """Compact small files (events ordered by trace, for one-trace reads), checkpoint, vacuum."""
     from deltalake import CommitProperties
 
     out = {}
@@ -156,10 +156,10 @@ def optimize_tables(tables: LakeTables, *, vacuum_hours: int, run_id: str) -> di
         if dt is None:
             continue
         props = CommitProperties(custom_metadata={"pipeline_run_id": run_id, "prt_operation": "maintain"})
-        if name == "events":
-            stats = dt.optimize.z_order(["trace_id", "seq"], commit_properties=props)
+        if name == "events":  # by trace alone: interleaving seq's bits would scatter a trace's rows
+            stats = dt.optimize.z_order(["trace_id"], writer_properties=WRITER_PROPERTIES, commit_properties=props)
         else:
-            stats = dt.optimize.compact(commit_properties=props)
+            stats = dt.optimize.compact(writer_properties=WRITER_PROPERTIES, commit_properties=props)
         dt = tables.open(name)
         dt.create_checkpoint()
         vacuumed = dt.vacuum(

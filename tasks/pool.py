@@ -15,6 +15,7 @@ claimed under `<lake>/_ingest/` and the next run resumes them, like after any cr
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from prefect import task
@@ -36,14 +37,26 @@ def warm() -> None:
     tasks.validate._validations()
 
 
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
 class BatchPool:
     """`workers` processes, each running one batch at a time."""
 
     def __init__(self, workers: int):
+        # polars allocates through jemalloc, which by default keeps freed pages for 10 s: a worker
+        # would carry one batch's peak into the next. Return them within half a second instead
+        # (read once, when the fork server starts; a value set by the user wins).
+        os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:0")
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         self.workers = workers
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm)
+
+    def start(self) -> None:
+        """Start every worker now (the fork server too, on first use) instead of at the first batch."""
+        list(self._executor.map(_ready, range(self.workers)))
 
     def submit(self, *args, **kwargs) -> Future[BatchReport]:
         """`run_batch(*args, **kwargs)` in a worker."""

@@ -1,0 +1,57 @@
+"""`prt bench` runs every measurement end to end on tiny inputs and reports what it measured.
+
+Speed is never asserted here (it is measured, in docs/performance.md); these tests check that each
+mode runs the real pipeline and that its numbers describe what happened."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from schemas.settings import get_sandbox_settings
+from tests.conftest import REPO, sandbox_or_skip
+
+
+def _bench(tmp_path, cli_env, *args: str) -> dict:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "client.cli", "bench", *args, "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_ingest_against_the_floor(tmp_path, cli_env):
+    r = _bench(tmp_path, cli_env, "--traces", "8", "--events", "30", "--workers", "2")
+    assert r["events"] == 240 and r["ingested"] == 8 and r["quarantined"] == 0
+    assert r["ingest_events_per_s"] > 0 and r["floor_events_per_s"] > 0 and r["ratio_to_floor"] > 0
+    assert set(r["delta_files"]) == {"traces", "events", "metrics"} and r["delta_files"]["events"] >= 1
+    assert set(r["stage_seconds"]) == {"prepare", "build", "commit", "archive", "clean"}
+    assert r["ingest_peak_mb"] > 50 and len(r["ingest_peak_mb_by_process"]) >= 3  # the flow and its workers
+
+
+def test_judge_throughput(tmp_path, cli_env):
+    r = _bench(tmp_path, cli_env, "--judge", "--traces", "12", "--events", "40")
+    assert r["traces"] == 12 and r["events_per_trace"] == 40 and r["traces_per_s"] > 0 and r["flow_traces_per_s"] > 0
+
+
+def test_reads_touch_only_the_files_they_need(tmp_path, cli_env):
+    r = _bench(tmp_path, cli_env, "--read", "--traces", "30", "--events", "20", "--days", "4")
+    assert r["events"] == 600 and r["days_of_scores"] == 4
+    for when in ("before_maintain", "after_maintain"):
+        trace, day = r[when]["one_trace_events"], r[when]["one_day_scores"]
+        assert trace["rows"] == 20 and trace["files_read"] == 1
+        assert day["rows"] == 30 and day["files_read"] == 1 and r[when]["scores_files"] >= 4
+
+
+@pytest.mark.parametrize("backend", ["namespace", pytest.param("docker", marks=pytest.mark.docker)])
+def test_verification_throughput(tmp_path, cli_env, backend):
+    sandbox_or_skip(backend, get_sandbox_settings())
+    r = _bench(tmp_path, cli_env, "--qa", "--traces", "3", "--parallel", "2", "--sandbox", backend)
+    assert r["traces"] == 3 and r["backend"].startswith(backend) and r["traces_per_min"] > 0
+    assert r["verdicts"] == {"verified": 2, "not_fixed": 1}  # the three examples' outcomes
+    assert set(r["mean_split_s"]) == {"sandbox_start_s", "before_s", "replay_s", "after_s"}
