@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ app = typer.Typer(
 )
 # Piped output (logs, CI) is not a terminal: give tables room instead of the default 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one error, one line: greppable in logs
 
 InboxOpt = Annotated[
     str | None, typer.Option("--inbox", help="Inbox URL (default: $PRT_INBOX or ./data/inbox).", show_default=False)
@@ -451,6 +452,136 @@ def bench(
         json_out.write_text(text + "\n")
     else:
         console.print(text, highlight=False)
+
+
+# -- the recorder: prt record start|stop|abort|commit|watch|status, prt run, prt note ----------------
+
+record_app = typer.Typer(
+    help="Record a debugging session from the terminal (state in .git/prt/).", no_args_is_help=True, add_completion=False
+)
+app.add_typer(record_app, name="record")
+
+
+def _recorder():
+    from client.recorder import Recorder
+
+    return Recorder(Path.cwd())
+
+
+def _participant(value: str | None) -> str:
+    import subprocess
+
+    from schemas.settings import get_settings
+
+    found = value or get_settings().participant
+    if not found:
+        found = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip()
+    if not found:
+        raise typer.BadParameter(
+            "set PRT_PARTICIPANT (or git config user.email), or pass --participant", param_hint="--participant"
+        )
+    return found
+
+
+@record_app.command("start")
+def record_start(
+    task_id: Annotated[str, typer.Option("--task-id", help="The task or bug id, e.g. BUG-456.")],
+    title: Annotated[str, typer.Option(help="One line saying what is wrong.")],
+    description: Annotated[str, typer.Option(help="More about the task.")] = "",
+    inbox: InboxOpt = None,
+    participant: Annotated[
+        str | None, typer.Option(help="Your participant id (default: $PRT_PARTICIPANT, else git user.email).", show_default=False)
+    ] = None,
+    consent: Annotated[str, typer.Option(help="yes | no | ask: agree to the collection of this session.")] = "ask",
+    test_command: Annotated[str, typer.Option(help="How verification runs the repo's tests.")] = "python -m pytest -q",
+    timeout_s: Annotated[float, typer.Option(help="Time limit for one test run in verification.")] = 300.0,
+) -> None:
+    """Begin recording in this git repo: snapshot HEAD and write the manifest to the inbox."""
+    rec = _recorder()
+    who = _participant(participant)
+    if consent == "ask":
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("no terminal to ask on; pass --consent yes to agree", param_hint="--consent")
+        agreed = typer.confirm(
+            f"Record this session (commands, outputs, edits and notes in {rec.repo.name}) for PR Telemetry as {who}?",
+            default=False,
+        )
+    elif consent in ("yes", "no"):
+        agreed = consent == "yes"
+    else:
+        raise typer.BadParameter("yes, no or ask", param_hint="--consent")
+    if not agreed:
+        err_console.print("not recording: consent was not given")
+        raise typer.Exit(1)
+    target = _inbox(inbox)
+    tid = rec.start(task_id=task_id, title=title, description=description, inbox=target, participant=who,
+                    test_command=test_command, timeout_s=timeout_s)  # fmt: skip
+    console.print(f"recording [bold]{tid}[/bold] into {target}; `prt run -- CMD`, `prt note KIND TEXT`, `prt record stop`")
+
+
+@record_app.command("stop")
+def record_stop() -> None:
+    """Record the last edits and finish the session: it becomes ready for ingest."""
+    tid, events = _recorder().stop()
+    console.print(f"recorded {tid}: {events} events, complete")
+
+
+@record_app.command("abort")
+def record_abort() -> None:
+    """Discard the session: nothing of it is kept."""
+    console.print(f"discarded {_recorder().abort()}")
+
+
+@record_app.command("commit")
+def record_commit() -> None:
+    """Record the commit you just made with git (and the edits it holds)."""
+    console.print(f"recorded commit {_recorder().commit()[:12]}")
+
+
+@record_app.command("status")
+def record_status() -> None:
+    """The session being recorded here, if any."""
+    rec = _recorder()
+    if not rec.active:
+        console.print("no session is being recorded here")
+        raise typer.Exit(1)
+    st = rec.status()
+    console.print(f"recording {st['trace_id']} into {st['inbox']}: {st['events']} events in {st['chunks']} chunks so far")
+
+
+@record_app.command("watch")
+def record_watch(interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at the files.")] = 1.0) -> None:
+    """Record edits as you save them, until Ctrl-C (or the session stops)."""
+    rec = _recorder()
+    if not rec.active:
+        raise typer.BadParameter("no session is being recorded here; start one with `prt record start`")
+    console.print(f"watching {rec.repo} for saved edits (Ctrl-C to stop watching)")
+
+    def changed(warnings: list[str]) -> None:
+        for w in warnings:
+            err_console.print(f"prt: {w}")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        rec.watch(interval, on_change=changed)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(ctx: typer.Context) -> None:
+    """Run a command as usual (live output, same exit code) and record it: prt run -- CMD ..."""
+    raise typer.Exit(_recorder().run(list(ctx.args)))
+
+
+@app.command()
+def note(
+    kind: Annotated[str, typer.Argument(help="plan | hypothesis | observation | decision | next_step")],
+    text: Annotated[str, typer.Argument(help="What you think, saw or decided.")],
+) -> None:
+    """Record rationale in the session being recorded."""
+    from schemas.events import NOTE_KINDS
+
+    if kind not in NOTE_KINDS:
+        raise typer.BadParameter(f"{kind!r} is not one of {', '.join(NOTE_KINDS)}", param_hint="KIND")
+    _recorder().note(kind, text)
 
 
 def main() -> None:

@@ -141,9 +141,11 @@ class TraceWriter:
         self._closed = True
         return complete
 
-    def state(self) -> WriterState:
-        """Flush buffered events and return the state needed to continue elsewhere."""
-        self.flush()
+    def state(self, *, flush: bool = True) -> WriterState:
+        """The state needed to continue elsewhere, after flushing buffered events (with
+        flush=False, buffered events are not in it: take them first with `next_chunk`)."""
+        if flush:
+            self.flush()
         return WriterState(
             trace_id=self.trace_id,
             next_seq=self._seq,
@@ -273,16 +275,30 @@ class TraceWriter:
 
     def flush(self) -> None:
         """Write buffered events as the next chunk (nothing when the buffer is empty)."""
+        chunk = self.next_chunk()
+        if chunk is not None:
+            self._put(*chunk)
+
+    def next_chunk(self) -> tuple[str, bytes] | None:
+        """Take the buffered events as the next chunk, (inbox key, bytes), without writing it: for
+        a caller that saves the chunk somewhere safe first (the recorder's write-ahead) and then
+        writes it with `put`. None when nothing is buffered."""
         if not self._buffer:
-            return
+            return None
         raw = b"\n".join(self._buffer) + b"\n"
         chunk_id = hashlib.sha256(raw).hexdigest()[:16]
         body = gzip.compress(raw, mtime=0) if self._compress else raw
         name = chunk_name(self._chunk_seq, chunk_id, gzip=self._compress)
-        self._put(f"{self.trace_id}/{CHUNKS_DIR}/{name}", body)
         self._chunk_seq += 1
         self._buffer.clear()
         self._buffer_bytes = 0
+        return f"{self.trace_id}/{CHUNKS_DIR}/{name}", body
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write one object of this trace (immutable: the same bytes again are a no-op)."""
+        if not key.startswith(f"{self.trace_id}/"):
+            raise InvalidInput("key", f"{key!r} is not under this trace's folder {self.trace_id}/")
+        self._put(key, data)
 
     @staticmethod
     def _manifest(manifest: Manifest | Mapping[str, Any], snapshot: bytes | None) -> Manifest:

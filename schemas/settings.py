@@ -106,6 +106,9 @@ class Settings(BaseSettings):
 
     inbox: str = Field("./data/inbox", description="Inbox URL (PRT_INBOX): a folder or s3://bucket/prefix.")
     lake: str = Field("./data/lake", description="Lake URL (PRT_LAKE): a folder or s3://bucket/prefix.")
+    participant: str | None = Field(
+        None, description="Your participant id for `prt record` (PRT_PARTICIPANT); git's user.email when unset."
+    )
     retention_days: int = Field(90, ge=1, description="Traces older than this are removed by maintain_lake.")
     vacuum_retention_hours: int = Field(
         168, ge=0, description="maintain_lake keeps unreferenced data files this long (time travel) before vacuuming them."

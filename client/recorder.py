@@ -1,0 +1,483 @@
+"""The recorder: capture a real debugging session from the terminal, with no IDE plug-in.
+
+    prt record start --task-id BUG-7 --title "mean() is off"     snapshot HEAD, write the manifest
+    prt run -- python -m pytest -q                              run it live; record cmd_run / test_run
+    prt note hypothesis "mean divides by len - 1"                record rationale
+    prt record commit                                            record the commit git just made
+    prt record stop                                              write complete.json: ready for ingest
+    prt record abort                                             discard the session
+    prt record watch                                             record edits as files are saved
+
+State lives in `<git dir>/prt/` (never in the working tree, never committed):
+
+    session.json     the manifest, the writer's state (next seq, next chunk, running chain), the inbox
+    shadow/          the last recorded content of every file: the base of the next diff
+    index.json       size and mtime of each file when it was last recorded (to skip unchanged ones)
+    staged/          new file content waiting to become the shadow (see below)
+    lock             held while a command changes the state (`prt run` and `watch` may overlap)
+
+Edits are captured whenever `prt run`, `prt note`, `prt record commit` or `stop` runs (and by
+`watch`): every tracked or new, non-ignored file whose content differs from its shadow becomes a
+`file_edit` with a unified diff against the shadow and the sha256 of the new bytes. The shadow
+starts as the snapshot (HEAD), so the edits replay exactly onto it in verification.
+
+Every command ends by flushing its events as one chunk, in this order:
+
+    1. the new content of each edited file is staged in `staged/`;
+    2. session.json is replaced (atomically) by one holding the new writer state and, under
+       "pending", the chunk and the shadow updates it implies: this is the commit point;
+    3. the shadow updates are applied, the chunk is put in the inbox, "pending" is cleared.
+
+A crash before 2 loses only the command that was running (the shadow did not move, so its edits
+are found again by the next command); a crash after 2 is finished by the next command, which
+redoes step 3 (each part is idempotent; immutable puts make a re-sent chunk a no-op).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import gzip
+import io
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from client.snapshot import snapshot_git
+from client.writer import TraceWriter, WriterState
+from lake.storage import fs_for, join
+from schemas.errors import InvalidInput, PrtError
+from schemas.types import TRACE_ID_RE
+from schemas.version import CODE_VERSION
+from tasks.grade import ReportError, parse_junit
+
+__all__ = ["Recorder", "RecorderError", "is_pytest"]
+
+MAX_FILE_BYTES = 512 * 1024
+"""Files larger than this are not diffed (a diff must fit in one event line)."""
+MAX_OUTPUT_BYTES = 16 * 2**20
+"""Output kept per command; the rest is cut (the terminal still shows all of it)."""
+
+
+class RecorderError(PrtError):
+    """A recorder command cannot run (no session, not a git repo, a session already running...)."""
+
+
+@dataclass
+class Captured:
+    exit_code: int
+    duration_s: float
+    stdout: str
+    stderr: str
+
+
+def is_pytest(argv: list[str]) -> bool:
+    """`pytest ...`, `py.test ...` or `python -m pytest ...`."""
+    if not argv:
+        return False
+    prog = os.path.basename(argv[0])
+    if prog in ("pytest", "py.test"):
+        return True
+    return bool(re.fullmatch(r"python[0-9.]*", prog)) and argv[1:3] == ["-m", "pytest"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RecorderError(f"git {' '.join(args)} failed in {repo}: {out.stderr.strip() or out.stdout.strip()}")
+    return out.stdout
+
+
+def _repo_root(cwd: Path) -> Path:
+    try:
+        return Path(_git(cwd, "rev-parse", "--show-toplevel").strip())
+    except RecorderError:
+        raise RecorderError(f"{cwd} is not inside a git repository; the recorder snapshots the repo at HEAD") from None
+
+
+def _trace_id(task_id: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", task_id).strip("-._")[:80] or "session"
+    tid = f"{stem}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    if not TRACE_ID_RE.match(tid):
+        tid = f"session-{uuid.uuid4().hex}"
+    return tid
+
+
+class Recorder:
+    """The recording session of one git repository."""
+
+    def __init__(self, cwd: str | os.PathLike[str] = "."):
+        self.repo = _repo_root(Path(cwd).resolve())
+        git_dir = Path(_git(self.repo, "rev-parse", "--absolute-git-dir").strip())
+        self.dir = git_dir / "prt"
+        self.shadow = self.dir / "shadow"
+        self.staged = self.dir / "staged"
+        self._index: dict[str, list[int]] = {}  # index.json while a command runs
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return (self.dir / "session.json").is_file()
+
+    def _load(self) -> dict[str, Any]:
+        if not self.active:
+            raise RecorderError(f"no session is being recorded in {self.repo}; start one with `prt record start`")
+        return json.loads((self.dir / "session.json").read_text())
+
+    def _save(self, name: str, data: Any) -> None:
+        tmp = self.dir / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.dir / name)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[tuple[TraceWriter, list[list[str]]]]:
+        """A writer resumed from session.json, and the list of shadow updates its edits imply;
+        on a clean exit the events become one chunk and the updates are committed with it."""
+        session = self._load()
+        if "pending" in session:
+            self._finish(session)
+        shutil.rmtree(self.staged, ignore_errors=True)  # left by a command that died before its commit
+        w = self._open_writer(session)
+        self._index = json.loads((self.dir / "index.json").read_text())
+        ops: list[list[str]] = []
+        yield w, ops
+        chunk = w.next_chunk()
+        session["writer"] = w.state(flush=False).model_dump()
+        if chunk is not None:
+            key, body = chunk
+            session["pending"] = {"key": key, "body": base64.b64encode(body).decode(), "ops": ops}
+        self._save("session.json", session)  # the commit point
+        if chunk is not None:
+            self._finish(session)
+        self._save("index.json", self._index)  # after the shadow: a stale index only costs a re-read
+
+    def _open_writer(self, session: dict[str, Any]) -> TraceWriter:
+        return TraceWriter(
+            session["inbox"],
+            session["manifest"],
+            resume=WriterState.model_validate(session["writer"]),
+            chunk_max_events=1 << 30,
+            chunk_max_bytes=1 << 62,
+        )
+
+    def _finish(self, session: dict[str, Any]) -> None:
+        """Step 3 of a committed chunk: move the shadow, send the chunk, clear "pending"."""
+        pending = session["pending"]
+        for op, path in pending["ops"]:
+            if op == "put":
+                staged = self.staged / path
+                if staged.is_file():  # else this move was already done
+                    (self.shadow / path).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, self.shadow / path)
+            else:
+                (self.shadow / path).unlink(missing_ok=True)
+        self._open_writer(session).put(pending["key"], base64.b64decode(pending["body"]))
+        del session["pending"]
+        self._save("session.json", session)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _worktree_files(self) -> list[str]:
+        """Tracked and new (untracked, not ignored) files, relative to the repo root."""
+        out = _git(self.repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        return sorted({p for p in out.split("\0") if p})
+
+    def _capture_edits(self, w: TraceWriter, ops: list[list[str]]) -> list[str]:
+        """Record every file that changed since it was last recorded, staging the shadow updates
+        in `ops`; returns warnings."""
+        index = self._index
+        warnings = []
+        paths = set(self._worktree_files())
+        paths |= {str(p.relative_to(self.shadow)) for p in self.shadow.rglob("*") if p.is_file()}
+        for path in sorted(paths):
+            target = self.repo / path
+            shadow = self.shadow / path
+            exists = target.is_file() and not target.is_symlink()
+            if exists:
+                st = target.stat()
+                stamp = [st.st_size, st.st_mtime_ns]
+                if index.get(path) == stamp:
+                    continue
+                if st.st_size > MAX_FILE_BYTES:
+                    warnings.append(f"{path} is over {MAX_FILE_BYTES} bytes; its changes are not recorded")
+                    index[path] = stamp
+                    continue
+                after = target.read_bytes()
+            elif shadow.is_file():
+                after, stamp = b"", None  # deleted: recorded as emptied (a replay cannot delete)
+            else:
+                continue
+            before = shadow.read_bytes() if shadow.is_file() else b""
+            if after == before and (exists or not shadow.is_file()):
+                if stamp:
+                    index[path] = stamp
+                continue
+            try:
+                before_text, after_text = before.decode("utf-8"), after.decode("utf-8")
+            except UnicodeDecodeError:
+                warnings.append(f"{path} is not UTF-8 text; its changes are not recorded")
+                if stamp:
+                    index[path] = stamp
+                continue
+            try:
+                w.edit_file(path, before_text, after_text)
+            except InvalidInput as exc:
+                warnings.append(f"{path}: {exc}")
+                continue
+            if exists:
+                staged = self.staged / path
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                staged.write_bytes(after)
+                ops.append(["put", path])
+                index[path] = stamp
+            else:
+                ops.append(["delete", path])
+                index.pop(path, None)
+        return warnings
+
+    def capture(self) -> list[str]:
+        """Record the edits made since the last recorded state (what `watch` calls on each change)."""
+        with self._locked(), self._writer() as (w, ops):
+            warnings = self._capture_edits(w, ops)
+        return warnings
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        task_id: str,
+        title: str,
+        inbox: str,
+        participant: str,
+        description: str = "",
+        test_command: str = "python -m pytest -q",
+        timeout_s: float = 300.0,
+    ) -> str:
+        """Snapshot HEAD, write the manifest to the inbox and begin recording. Returns the trace id."""
+        with self._locked():
+            if self.active:
+                tid = self._load()["manifest"]["trace_id"]
+                raise RecorderError(f"a session ({tid}) is already being recorded here; stop or abort it first")
+            head = _git(self.repo, "rev-parse", "HEAD").strip()
+            snapshot = snapshot_git(self.repo, head)
+            origin = subprocess.run(
+                ["git", "-C", str(self.repo), "remote", "get-url", "origin"], capture_output=True, text=True
+            ).stdout.strip()
+            tid = _trace_id(task_id)
+            manifest = {
+                "trace_id": tid,
+                "session": {"participant_id": participant, "consent": True},
+                "task": {"id": task_id, "title": title, "description": description},
+                "repo": {"origin": origin or self.repo.name, "start_commit": head},
+                "environment": {"os": platform.system().lower() or "unknown", "python_version": platform.python_version()},
+                "qa": {"test_command": test_command, "timeout_s": timeout_s},
+                "client": {"name": "prt-recorder", "version": CODE_VERSION},
+                "started_at": datetime.now(UTC).isoformat(),
+            }
+            w = TraceWriter(inbox, manifest, snapshot=snapshot)
+            w.open()
+            shutil.rmtree(self.shadow, ignore_errors=True)
+            self.shadow.mkdir(parents=True)
+            self._unpack(snapshot)
+            session = {"inbox": inbox, "manifest": w.manifest.model_dump(mode="json", exclude_none=True), "repo": str(self.repo)}
+            session["writer"] = w.state(flush=False).model_dump()
+            self._save("index.json", {})
+            self._save("session.json", session)
+            return tid
+
+    def _unpack(self, snapshot: bytes) -> None:
+        """The snapshot's regular files into the shadow (git archive wrote it: no links to follow)."""
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(snapshot)), mode="r:") as tar:
+            for member in tar.getmembers():
+                if member.isreg() and not member.name.startswith(("/", "../")) and "/../" not in member.name:
+                    target = self.shadow / member.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(tar.extractfile(member).read())
+
+    def run(self, argv: list[str], *, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+        """Run `argv` as the developer would (live output, same exit code) and record it."""
+        if not argv:
+            raise RecorderError("give a command to run: prt run -- CMD ...")
+        with self._locked(), self._writer() as (w, ops):
+            warnings = self._capture_edits(w, ops)
+        for message in warnings:
+            print(f"prt: {message}", file=sys.stderr)
+        command = shlex.join(argv)
+        junit = None
+        env = dict(os.environ)
+        if is_pytest(argv):
+            junit = Path(tempfile.mkdtemp(prefix="prt-junit-")) / "report.xml"
+            extra = f"-o junit_family=xunit1 --junitxml={shlex.quote(str(junit))}"
+            env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {extra}".strip()
+        result = _tee(argv, Path.cwd(), env, stdout or sys.stdout, stderr or sys.stderr)
+        with self._locked(), self._writer() as (w, _):
+            if not self._record_test_run(w, command, result, junit):
+                w.cmd_run(
+                    command, exit_code=result.exit_code, duration_s=result.duration_s, stdout=result.stdout, stderr=result.stderr
+                )
+        if junit is not None:
+            shutil.rmtree(junit.parent, ignore_errors=True)
+        return result.exit_code
+
+    def _record_test_run(self, w: TraceWriter, command: str, result: Captured, junit: Path | None) -> bool:
+        if junit is None or not junit.is_file():
+            return False
+        try:
+            report = parse_junit(junit.read_bytes())
+        except ReportError:
+            return False
+        statuses = list(report.values())
+        w.test_run(
+            "pytest",
+            command,
+            passed=statuses.count("passed"),
+            failed=statuses.count("failed"),
+            errors=statuses.count("error"),
+            skipped=statuses.count("skipped"),
+            duration_s=round(result.duration_s, 3),
+            failing_tests=sorted(t for t, s in report.items() if s in ("failed", "error")),
+        )
+        return True
+
+    def note(self, kind: str, text: str) -> None:
+        with self._locked(), self._writer() as (w, ops):
+            self._capture_edits(w, ops)
+            w.note(kind, text)
+
+    def commit(self) -> str:
+        """Record the commit at HEAD (made with git just before), after the edits it holds."""
+        sha, _, message = _git(self.repo, "log", "-1", "--format=%H%n%B").partition("\n")
+        with self._locked(), self._writer() as (w, ops):
+            self._capture_edits(w, ops)
+            w.commit(sha.strip(), message.strip() or "(no message)")
+        return sha.strip()
+
+    def stop(self) -> tuple[str, int]:
+        """Capture the last edits, write complete.json and end the session: (trace id, events)."""
+        with self._locked():
+            with self._writer() as (w, ops):
+                self._capture_edits(w, ops)
+            session = self._load()
+            w = self._open_writer(session)
+            w.close()
+            shutil.rmtree(self.dir)
+            return w.trace_id, w.event_count
+
+    def abort(self) -> str:
+        """Discard the session: its objects leave the inbox (where this machine can delete) and the state goes."""
+        with self._locked():
+            session = self._load()
+            tid = session["manifest"]["trace_id"]
+            with contextlib.suppress(Exception):  # a grant-only inbox cannot be listed or deleted from here
+                fs, root = fs_for(session["inbox"])
+                prefix = join(root, tid)
+                if fs.exists(prefix):
+                    fs.rm(prefix, recursive=True)
+            shutil.rmtree(self.dir)
+            return tid
+
+    def status(self) -> dict[str, Any]:
+        session = self._load()
+        return {
+            "trace_id": session["manifest"]["trace_id"],
+            "inbox": session["inbox"],
+            "events": session["writer"]["next_seq"],
+            "chunks": session["writer"]["next_chunk_seq"],
+        }
+
+    def watch(self, interval_s: float = 1.0, stop: threading.Event | None = None, on_change=None) -> None:
+        """Record edits as they are saved, until `stop` is set (or Ctrl-C)."""
+        stop = stop or threading.Event()
+        last = None
+        while not stop.is_set() and self.active:
+            stamp = self._stamp()
+            if stamp != last:
+                try:
+                    warnings = self.capture()
+                except RecorderError:
+                    return  # the session was stopped or aborted meanwhile
+                if on_change:
+                    on_change(warnings)
+                last = stamp
+            stop.wait(interval_s)
+
+    def _stamp(self) -> tuple:
+        out = []
+        for path in self._worktree_files():
+            try:
+                st = (self.repo / path).stat()
+            except OSError:
+                continue
+            out.append((path, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+
+def _tee(argv: list[str], cwd: Path, env: dict[str, str], out: IO[str], err: IO[str]) -> Captured:
+    """Run argv with its output shown live and kept (up to MAX_OUTPUT_BYTES each)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        message = f"prt: command not found: {argv[0]}\n"
+        err.write(message)
+        return Captured(127, time.monotonic() - start, "", message)
+    kept: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
+
+    def pump(src, name: str, dst: IO[str]) -> None:
+        for chunk in iter(lambda: src.read1(65536), b""):
+            text = chunk.decode("utf-8", errors="replace")
+            dst.write(text)
+            dst.flush()
+            room = MAX_OUTPUT_BYTES - len(kept[name])
+            if room > 0:
+                kept[name] += chunk[:room]
+
+    threads = [
+        threading.Thread(target=pump, args=(proc.stdout, "out", out), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, "err", err), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()
+        code = proc.returncode
+    for t in threads:
+        t.join()
+    if code < 0:  # killed by a signal: report it the way a shell does
+        code = 128 - code
+    return Captured(
+        code,
+        time.monotonic() - start,
+        kept["out"].decode("utf-8", errors="replace"),
+        kept["err"].decode("utf-8", errors="replace"),
+    )
