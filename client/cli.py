@@ -428,7 +428,7 @@ def bench(
             t, d = r["one_trace_events"], r["one_day_scores"]
             lines.append(
                 f"{when.replace('_', ' ')}: one trace's events {t['seconds'] * 1000:.0f} ms, {t['files_read']} of "
-                f"{r['events_files']} files, {t['row_groups_read']} row group(s); one day's scores {d['seconds'] * 1000:.0f} ms, "
+                f"{r['events_files']} files, {t['row_groups_read']} of {t['row_groups_in_files_read']} row groups in them; one day's scores {d['seconds'] * 1000:.0f} ms, "
                 f"{d['files_read']} of {r['scores_files']} files"
             )
         summary = "\n".join(lines)

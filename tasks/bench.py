@@ -409,7 +409,8 @@ def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
                 "seconds": min(r["seconds"] for r in trace_reads),
                 "rows": trace_reads[0]["rows"],
                 "files_read": max(r["files_read"] for r in trace_reads),
-                "row_groups_read": max(r["row_groups_read"] for r in trace_reads),
+                "row_groups_read": max(r["row_groups_read"] or 0 for r in trace_reads),
+                "row_groups_in_files_read": max(r["row_groups_in_files_read"] or 0 for r in trace_reads),
             },
             "scores_files": _files(lk, "scores"),
             "one_day_scores": day_read,
@@ -465,8 +466,9 @@ def _scan_stats(query) -> dict:
         "seconds": seconds,
         "rows": df.height,
         "files_read": sum(files),
-        "row_groups_read": sum(a for a, _ in groups),
-        "row_groups_in_files_read": sum(b for _, b in groups),
+        # None when polars logged no row-group pruning (nothing left to filter inside the files read)
+        "row_groups_read": sum(a for a, _ in groups) if groups else None,
+        "row_groups_in_files_read": sum(b for _, b in groups) if groups else None,
     }
 
 

@@ -19,7 +19,7 @@ from fsspec import AbstractFileSystem
 from prefect import task
 from pydantic import ValidationError
 
-from lake.storage import join
+from lake.storage import join, list_files
 from schemas.errors import TraceRejected
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
 from schemas.manifest import Complete
@@ -134,10 +134,7 @@ def scan_inbox(fs: AbstractFileSystem, root: str, settings: IngestSettings, *, n
     """List the inbox and classify every trace folder. Reads only the complete.json objects."""
     now = time.time() if now is None else now
     fs.invalidate_cache()
-    try:
-        found = fs.find(root, detail=True, withdirs=False)
-    except FileNotFoundError:
-        found = {}
+    found = list_files(fs, root)
     traces: dict[str, TraceListing] = {}
     stray: list[InboxObject] = []
     for path, info in found.items():
@@ -178,6 +175,10 @@ def classify(t: TraceListing, now: float, settings: IngestSettings) -> None:
             "unsafe_path", f"trace id {t.trace_id!r} is not a safe name (^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}$)"
         )
         return
+    if t.problem is None and (link := next((k for k, o in sorted(t.objects.items()) if o.is_link), None)):
+        t.problem = TraceRejected(
+            "unsafe_path", f"trace {t.trace_id}: {link} is a link; links are never followed", object_key=link
+        )
     if t.problem is not None:
         t.status = "rejected"
         return

@@ -117,7 +117,12 @@ class BatchOutput:
 
 def stray_listing(root: str, obj: InboxObject) -> TraceListing:
     """A stray object at the inbox root, dressed as a one-object trace so it can be quarantined."""
-    problem = TraceRejected("stray_object", f"{obj.key} lies at the inbox root, outside any trace folder", object_key=obj.key)
+    if obj.is_link:  # e.g. a trace folder that is a link to elsewhere: never followed
+        problem = TraceRejected(
+            "unsafe_path", f"{obj.key} at the inbox root is a link; links are never followed", object_key=obj.key
+        )
+    else:
+        problem = TraceRejected("stray_object", f"{obj.key} lies at the inbox root, outside any trace folder", object_key=obj.key)
     return TraceListing(obj.key, obj.path, {obj.key: obj}, status="rejected", problem=problem)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,7 +341,34 @@ CASES: dict[str, tuple[Callable[[str], None], str]] = {
     "session-too-long": (_with("bad-session-too-long", complete={"ended_at": "2025-10-20T09:00:00Z"}), "expectation_failed"),
 }
 
-LOCAL_ONLY = {"symlink-artifact": (_symlinked_artifact, "unsafe_path")}
+
+def _outside(inbox: str, name: str) -> str:
+    """A real trace folder next to the inbox (what a link in the inbox could point at)."""
+    target = f"{inbox.rstrip('/')}-outside/{name}"
+    for k, v in RawTrace(name).build().items():
+        os.makedirs(os.path.dirname(os.path.join(target, k)), exist_ok=True)
+        with open(os.path.join(target, k), "wb") as f:
+            f.write(v)
+    return target
+
+
+def _symlinked_chunks_folder(inbox: str) -> None:
+    RawTrace("bad-symlink-chunks-folder").write(inbox)
+    chunks = os.path.join(inbox, "bad-symlink-chunks-folder", "chunks")
+    shutil.rmtree(chunks)
+    os.symlink(os.path.join(_outside(inbox, "bad-symlink-chunks-folder"), "chunks"), chunks)
+
+
+def _symlinked_trace_folder(inbox: str) -> None:
+    os.makedirs(inbox, exist_ok=True)
+    os.symlink(_outside(inbox, "bad-symlink-trace-folder"), os.path.join(inbox, "bad-symlink-trace-folder"))
+
+
+LOCAL_ONLY = {
+    "symlink-artifact": (_symlinked_artifact, "unsafe_path"),
+    "symlink-chunks-folder": (_symlinked_chunks_folder, "unsafe_path"),
+    "symlink-trace-folder": (_symlinked_trace_folder, "unsafe_path"),
+}
 """Cases that need a local folder (S3 has no symlinks)."""
 
 S3_ONLY = {"dotdot-artifact-key": (_with("bad-dotdot-artifact-key", extra_objects={"artifacts/../escape": b"x"}), "unsafe_path")}

@@ -37,6 +37,7 @@ def test_corpus_is_quarantined_and_good_traces_are_not_affected(storage_url, req
         build(inbox)
     write_trace(inbox, "good-one")
     write_trace(inbox, "good-two", compress=True)
+    outside = objects(inbox.rstrip("/") + "-outside") if local else {}
 
     summary = ingest_inbox(inbox=inbox, lake=lake, grace_period_s=0)
 
@@ -55,6 +56,8 @@ def test_corpus_is_quarantined_and_good_traces_are_not_affected(storage_url, req
         if reason == "expectation_failed":
             assert row["expectation"] and row["expectation"] in row["message"]
     assert objects(inbox) == {}  # nothing is left behind, nothing good was lost
+    if local:  # and the folders the inbox's links pointed at were left as they were
+        assert objects(inbox.rstrip("/") + "-outside") == outside and len(outside) == 10
 
 
 def _case_of(trace_id: str) -> str:

@@ -81,6 +81,16 @@ def test_reupload_of_an_ingested_trace(storage_url):
     assert _counts(lake) == {"traces": 1, "events": 9, "metrics": 1, "quarantine": 1}
 
 
+def test_a_link_in_a_trace_is_rejected_at_once_not_after_the_grace_period(tmp_path):
+    from tests.corpus import LOCAL_ONLY
+
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    LOCAL_ONLY["symlink-chunks-folder"][0](inbox)  # its chunks/ folder is a link to a real trace's
+    s = ingest_inbox(inbox=inbox, lake=lake)  # the default grace period: a missing chunk would wait
+    assert [(t, r) for t, r, _ in s.quarantined] == [("bad-symlink-chunks-folder", "unsafe_path")]
+    assert "chunks is a link" in s.quarantined[0][2] and objects(inbox) == {}
+
+
 def test_pending_until_complete_then_grace_period(storage_url):
     inbox, lake = storage_url("inbox"), storage_url("lake")
     write_trace(inbox, "no-complete", complete=False)
