@@ -376,6 +376,9 @@ def bench(
     qa: Annotated[bool, typer.Option("--qa", help="Measure sandboxed verification instead of ingest.")] = False,
     judge: Annotated[bool, typer.Option("--judge", help="Measure the heuristic judge instead of ingest.")] = False,
     read: Annotated[bool, typer.Option("--read", help="Measure researcher reads from a large lake instead of ingest.")] = False,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Profile the ingest stages in one process (default 500 sessions).")
+    ] = False,
     traces: Annotated[
         int | None, typer.Option(min=1, help="Sessions to generate (default 5000; 12 with --qa).", show_default=False)
     ] = None,
@@ -391,13 +394,13 @@ def bench(
         Path | None, typer.Option("--json", help="Also write the result as JSON here.", show_default=False)
     ] = None,
 ) -> None:
-    """Measure the pipeline on generated sessions: ingest against the floor (default), --qa, --judge or --read."""
+    """Measure the pipeline on generated sessions: ingest against the floor (default), --qa, --judge, --read or --profile."""
     import json as json_mod
 
     from tasks import bench as b
 
-    if sum((qa, judge, read)) > 1:
-        raise typer.BadParameter("choose one of --qa, --judge, --read (or none, for ingest)")
+    if sum((qa, judge, read, profile)) > 1:
+        raise typer.BadParameter("choose one of --qa, --judge, --read, --profile (or none, for ingest)")
     if workdir:
         workdir.mkdir(parents=True, exist_ok=True)
     if qa:
@@ -417,6 +420,19 @@ def bench(
             f"[bold]{result['traces_per_s']} traces/s[/bold] scored ({result['traces']} traces of ~{result['events_per_trace']} events "
             f"in {result['score_s']} s); reading them {result['read_s']} s; the whole judge flow (read, score, write) "
             f"{result['flow_traces_per_s']} traces/s"
+        )
+    elif profile:
+        n = traces or 500
+        console.print(f"profiling the ingest stages over {n} sessions x {events} events in one process …")
+        result = b.bench_profile(n, events, workdir=workdir)
+        from rich.markup import escape
+
+        tree = Path(result["profile"]).read_text()
+        summary = (
+            escape("\n".join(tree.splitlines()[:60]))  # "[4 frames hidden]" is not rich markup
+            + f"\n[bold]{result['events_per_s']:,} events/s[/bold] in one process without Prefect; seconds per stage: "
+            + ", ".join(f"{k} {v}" for k, v in result["stage_seconds"].items())
+            + f"\nwhole profile: {result['profile']}"
         )
     elif read:
         n = traces or 5000

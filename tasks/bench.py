@@ -384,6 +384,50 @@ def _child_judge(inbox: str, lake: str, workers: str) -> dict:
     }
 
 
+def _child_profile(inbox: str, lake: str, out: str) -> dict:
+    """The ingest stages of tasks/ingest.py in this one process, without Prefect, timed per stage
+    and sampled by pyinstrument: where an ingest batch's time goes."""
+    from pyinstrument import Profiler
+
+    import tasks.validate
+    from lake.storage import fs_for
+    from lake.tables import LakeTables
+    from schemas.settings import get_ingest_settings
+    from tasks import ingest as ing
+    from tasks.claims import Claims
+    from tasks.inbox import scan_inbox
+
+    tasks.validate._validations()  # Great Expectations' set-up, once per process (as in a worker)
+    settings = get_ingest_settings()
+    inbox_fs, inbox_root = fs_for(inbox)
+    lake_fs, lake_root = fs_for(lake)
+    tables = LakeTables(lake)
+    claims = Claims(lake_fs, lake_root, lease_s=settings.lease_s)
+    watch = ing.Stopwatch()
+    profiler = Profiler(interval=0.001)
+    profiler.start()
+    scan = scan_inbox(inbox_fs, inbox_root, settings)
+    watch.lap("scan")
+    events = 0
+    for group in ing.plan_batches(list(scan.traces.values()), settings):
+        info, won = claims.open_batch("bench-profile", [t.trace_id for t in group])
+        watch.lap("claim")
+        prep = ing.prepare_batch(info, won, scan.traces, inbox_fs, lake_fs, lake_root, tables, settings, resumed=False)
+        watch.lap("prepare")
+        built = ing.build_batch(prep, settings)
+        watch.lap("build")
+        ing.commit_batch(prep, built, tables, claims)
+        watch.lap("commit")
+        ing.archive_batch(prep, built, inbox_fs, lake_fs, lake_root, settings)
+        watch.lap("archive")
+        ing.clean_batch(prep, inbox_fs, claims)
+        watch.lap("clean")
+        events += built.events.height
+    profiler.stop()
+    Path(out).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    return {"events": events, "stage_seconds": watch.seconds, "profile": out}
+
+
 def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
     import polars as pl
 
@@ -599,6 +643,23 @@ def bench_judge(traces: int, events: int, *, workers: int = 2, workdir: Path | N
     }
 
 
+def bench_profile(traces: int, events: int, *, workdir: Path | None = None) -> dict:
+    """Where one process's ingest time goes, stage by stage and function by function."""
+    work = _workdir(workdir)
+    _generate(work, traces, events)
+    p = _run_child("profile", str(work / "inbox"), str(work / "lake"), str(work / "profile.txt"))
+    total = sum(p["stage_seconds"].values())
+    return {
+        "traces": traces,
+        "events": p["events"],
+        "seconds": round(total, 2),
+        "events_per_s": round(p["events"] / total),
+        "stage_seconds": {k: round(v, 3) for k, v in p["stage_seconds"].items()},
+        "profile": p["profile"],
+        "workdir": str(work),
+    }
+
+
 def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, workdir: Path | None = None) -> dict:
     work = _workdir(workdir)
     _generate(work, traces, events)
@@ -608,7 +669,14 @@ def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, wo
 
 if __name__ == "__main__":
     kind, *rest = sys.argv[1:]
-    children = {"ingest": _child_ingest, "floor": _child_floor, "qa": _child_qa, "judge": _child_judge, "read": _child_read}
+    children = {
+        "ingest": _child_ingest,
+        "floor": _child_floor,
+        "qa": _child_qa,
+        "judge": _child_judge,
+        "read": _child_read,
+        "profile": _child_profile,
+    }
     if kind not in children:
         raise SystemExit(f"unknown bench child {kind}")
     print(json.dumps(children[kind](*rest), default=str))

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import polars as pl
 import pytest
 
+from lake import Lake
 from schemas.settings import get_sandbox_settings
 from tests.conftest import REPO, sandbox_or_skip
 
@@ -37,6 +40,14 @@ def test_ingest_against_the_floor(tmp_path, cli_env):
 def test_judge_throughput(tmp_path, cli_env):
     r = _bench(tmp_path, cli_env, "--judge", "--traces", "12", "--events", "40")
     assert r["traces"] == 12 and r["events_per_trace"] == 40 and r["traces_per_s"] > 0 and r["flow_traces_per_s"] > 0
+
+
+def test_profile_times_every_stage_and_keeps_the_call_tree(tmp_path, cli_env):
+    r = _bench(tmp_path, cli_env, "--profile", "--traces", "6", "--events", "30")
+    assert r["events"] == 180 and set(r["stage_seconds"]) == {"scan", "claim", "prepare", "build", "commit", "archive", "clean"}
+    tree = Path(r["profile"]).read_text()
+    assert "prepare_batch" in tree and "build_batch" in tree and "commit_batch" in tree
+    assert Lake(str(Path(r["workdir"]) / "lake")).events().select(pl.len()).collect().item() == 180  # the real stages ran
 
 
 def test_reads_touch_only_the_files_they_need(tmp_path, cli_env):
