@@ -43,16 +43,21 @@ def test_prt_ingest_prints_a_summary(tmp_path, cli_env):
 
 def test_run_publishes_prefect_artifacts(tmp_path, prefect_api):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
     write_trace(inbox, "t-art")
-    ingest_inbox(inbox=inbox, lake=lake)
+    run_id = ingest_inbox(inbox=inbox, lake=lake, return_state=True).state_details.flow_run_id
 
-    async def latest(key):
+    async def latest(key):  # this run's: the server is shared with other tests' runs
         async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=50)
-            return sorted(found, key=lambda a: a.created)[-1]
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
+                )
+            )
+            assert len(found) == 1, found
+            return found[0]
 
     table = asyncio.run(latest("ingest-traces"))
     assert table.type == "table" and "t-art" in str(table.data) and "ingested" in str(table.data)
