@@ -533,6 +533,12 @@ def record_start(
     tid = rec.start(task_id=task_id, title=title, description=description, inbox=target, participant=who,
                     test_command=test_command, timeout_s=timeout_s)  # fmt: skip
     console.print(f"recording [bold]{tid}[/bold] into {target}; `prt run -- CMD`, `prt note KIND TEXT`, `prt record stop`")
+    dirty = rec.dirty_files()
+    if dirty:
+        err_console.print(
+            f"prt: {len(dirty)} file(s) differ from HEAD ({', '.join(dirty[:3])}{', …' if len(dirty) > 3 else ''}); "
+            "they will be recorded as this session's first edits"
+        )
 
 
 @record_app.command("stop")

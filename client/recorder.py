@@ -286,7 +286,12 @@ class Recorder:
             if self.active:
                 tid = self._load()["manifest"]["trace_id"]
                 raise RecorderError(f"a session ({tid}) is already being recorded here; stop or abort it first")
-            head = _git(self.repo, "rev-parse", "HEAD").strip()
+            try:
+                head = _git(self.repo, "rev-parse", "--verify", "HEAD").strip()
+            except RecorderError:
+                raise RecorderError(
+                    f"{self.repo} has no commit yet; commit the starting state first (the recorder snapshots HEAD)"
+                ) from None
             snapshot = snapshot_git(self.repo, head)
             origin = subprocess.run(
                 ["git", "-C", str(self.repo), "remote", "get-url", "origin"], capture_output=True, text=True
@@ -312,6 +317,20 @@ class Recorder:
             self._save("index.json", {})
             self._save("session.json", session)
             return tid
+
+    def dirty_files(self) -> list[str]:
+        """Files that differ from HEAD (modified, new, deleted): the next command records them as edits."""
+        out = _git(self.repo, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+        entries = out.split("\0")
+        paths, i = [], 0
+        while i < len(entries):
+            entry = entries[i]
+            if entry:
+                paths.append(entry[3:])
+                if entry[0] in "RC":  # a rename or copy is followed by its source path
+                    i += 1
+            i += 1
+        return sorted(paths)
 
     def _unpack(self, snapshot: bytes) -> None:
         """The snapshot's regular files into the shadow (git archive wrote it: no links to follow)."""

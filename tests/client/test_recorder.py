@@ -214,3 +214,16 @@ def test_watch_records_saved_edits(repo, env):
     prt(repo, env, "record", "stop")
     edits = [e for e in _events(env["PRT_INBOX"], trace_id) if e["type"] == "file_edit"]
     assert [e["file_path"] for e in edits] == ["stats.py"]  # recorded once, by watch, not again by stop
+
+
+def test_start_says_what_it_cannot_do_and_what_it_will_record(tmp_path, repo, env):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _git(empty, "init", "-q")
+    no_commit = prt(empty, env, "record", "start", "--task-id", "T", "--title", "t", "--consent", "yes", check=False)
+    assert no_commit.returncode != 0 and "has no commit yet" in no_commit.stderr
+
+    (repo / "stats.py").write_text((repo / "stats.py").read_text() + "# before the session\n")
+    (repo / "scratch.py").write_text("x = 1\n")
+    started = prt(repo, env, "record", "start", "--task-id", "T", "--title", "t", "--consent", "yes")
+    assert "2 file(s) differ from HEAD (scratch.py, stats.py)" in started.stderr
