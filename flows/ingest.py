@@ -116,7 +116,10 @@ def ingest_inbox(
                 running.append(
                     ingest_batch_task.submit(pool, info, members, quote(own), inbox, lake, settings, claims, resumed=resumed)
                 )
-                if len(running) >= settings.workers:
+                # One batch more than there are workers: it waits in the pool's queue, claimed and
+                # ready, so a worker that finishes starts the next batch at once instead of idling
+                # while this process claims one. Its data is read only when a worker takes it.
+                if len(running) > settings.workers:
                     record(running.popleft().result())
             while running:
                 record(running.popleft().result())
