@@ -10,6 +10,10 @@ that let several ingest runs share one inbox).
 
 If a worker dies (killed, out of memory), the pool breaks and the run fails; its batches stay
 claimed under `<lake>/_ingest/` and the next run resumes them, like after any crash.
+
+A script that runs the pool (or `ingest_inbox(workers=2)`) needs the usual
+`if __name__ == "__main__":` guard: the fork server imports the script's main module, and
+top-level code there would run again in it.
 """
 
 from __future__ import annotations
