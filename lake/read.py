@@ -19,7 +19,17 @@ from lake.tables import LakeTables
 from schemas.rubric import DIMENSIONS
 from schemas.tables import TABLES
 
-__all__ = ["Lake"]
+__all__ = ["Lake", "in_date_range"]
+
+
+def in_date_range(col: str, since: date | None, until: date | None) -> pl.Expr:
+    """`col` between `since` and `until`, both inclusive; an open end when None."""
+    expr = pl.lit(True)
+    if since:
+        expr &= pl.col(col) >= since
+    if until:
+        expr &= pl.col(col) <= until
+    return expr
 
 
 class Lake:
@@ -92,10 +102,7 @@ class Lake:
             "trace_id", "task_id", "task_title", "repo_origin", "start_commit", "participant", "started_at", "ended_at",
             "event_count", "chain_head", "redaction_count", "ingest_date",
         )  # fmt: skip
-        if since:
-            traces = traces.filter(pl.col("ingest_date") >= since)
-        if until:
-            traces = traces.filter(pl.col("ingest_date") <= until)
+        traces = traces.filter(in_date_range("ingest_date", since, until))
         metrics = self.metrics().drop("ingest_date", "pipeline_run_id", "batch_id", "code_version")
         qa = self.latest_qa().select(
             "trace_id", "verdict", "fail_to_pass", "pass_to_fail", pl.col("qa_id"), pl.col("backend").alias("qa_backend")

@@ -7,10 +7,13 @@ and nowhere else, so fsspec and delta-rs always talk to the same store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import fsspec
@@ -25,8 +28,10 @@ __all__ = [
     "join",
     "list_files",
     "map_io",
+    "mtime_of",
     "put_immutable",
     "read_bytes",
+    "rm_quiet",
 ]
 
 
@@ -86,6 +91,12 @@ def read_bytes(fs: AbstractFileSystem, path: str) -> bytes:
         raise StorageUnavailable(f"could not read {path}: {exc}") from exc
 
 
+def rm_quiet(fs: AbstractFileSystem, path: str, *, recursive: bool = False) -> None:
+    """Remove `path`; already gone is fine (a re-run, or another run that got there first)."""
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(path, recursive=recursive)
+
+
 def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     """Create `path` with `data` unless it exists; objects never change once written.
 
@@ -127,6 +138,17 @@ def map_io(fn, items, *, workers: int = 16) -> list:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))
+
+
+def mtime_of(info: dict[str, Any]) -> float:
+    """Modification time (epoch seconds) from an fsspec info dict: `mtime` on local disks,
+    `LastModified` on S3; now when the store says neither."""
+    if "mtime" in info:
+        return float(info["mtime"])
+    lm = info.get("LastModified")
+    if isinstance(lm, datetime):
+        return lm.timestamp()
+    return time.time()
 
 
 def list_files(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:

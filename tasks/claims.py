@@ -18,7 +18,6 @@ the lake commit, the archive and the inbox cleanup; the batch folder last.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -29,12 +28,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from fsspec import AbstractFileSystem
-from prefect import task
 
-from lake.storage import join, map_io, put_immutable
+from lake.storage import join, map_io, mtime_of, put_immutable, rm_quiet
 from schemas.errors import LeaseLost, ObjectConflict
 from schemas.types import TRACE_ID_RE
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 
 __all__ = ["BatchInfo", "Claims", "Owner", "claim_batch", "recover_batches", "safe_key"]
 
@@ -206,7 +204,7 @@ class Claims:
             if latest is None or info is None:
                 # A batch that never got its journal and first lease down claimed nothing: tidy it.
                 if self._stale(d):
-                    _rm_quiet(self.fs, [d], recursive=True)
+                    rm_quiet(self.fs, d, recursive=True)
                 continue
             gen, body = latest
             owner = Owner(**body["owner"])
@@ -226,34 +224,27 @@ class Claims:
             info = self.fs.info(path)
         except FileNotFoundError:
             return False
-        mtime = info.get("mtime") or (info.get("LastModified").timestamp() if info.get("LastModified") else time.time())
-        return time.time() - float(mtime) > self.lease_s
+        return time.time() - mtime_of(info) > self.lease_s
 
     # -- closing --------------------------------------------------------------------------------
 
     def release(self, trace_ids: list[str]) -> None:
-        map_io(lambda tid: _rm_quiet(self.fs, [self._claim(tid)]), trace_ids)
+        map_io(lambda tid: rm_quiet(self.fs, self._claim(tid)), trace_ids)
 
     def close_batch(self, info: BatchInfo, trace_ids: list[str]) -> None:
         """Remove the batch's claims, then the batch folder (journal and leases) last."""
         self.release(trace_ids)
-        _rm_quiet(self.fs, [self._batch_dir(info.batch_id)], recursive=True)
+        rm_quiet(self.fs, self._batch_dir(info.batch_id), recursive=True)
         self._gen.pop(info.batch_id, None)
 
 
-def _rm_quiet(fs: AbstractFileSystem, paths: list[str], recursive: bool = False) -> None:
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(p, recursive=recursive)
-
-
-@task(name="recover-batches", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, **STAGE)
+@stage_task("recover-batches", retry_after=[2, 10])
 def recover_batches(claims: Claims) -> list[tuple[BatchInfo, list[str]]]:
     """Take over batches left behind by crashed or stalled runs; returns each with its member traces."""
     return [(info, claims.members(info)) for info in claims.orphans()]
 
 
-@task(name="claim-batch", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, **STAGE)
+@stage_task("claim-batch", retry_after=[2, 10])
 def claim_batch(claims: Claims, run_id: str, trace_ids: list[str]) -> tuple[BatchInfo, list[str]]:
     """Open a batch and claim its traces; returns the batch and the traces this run won."""
     return claims.open_batch(run_id, trace_ids)

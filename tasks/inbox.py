@@ -12,20 +12,18 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
 from fsspec import AbstractFileSystem
-from prefect import task
 from pydantic import ValidationError
 
-from lake.storage import join, list_files
+from lake.storage import join, list_files, mtime_of
 from schemas.errors import TraceRejected
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
 from schemas.manifest import Complete
 from schemas.settings import IngestSettings
 from schemas.types import TRACE_ID_RE
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 
 __all__ = [
     "InboxObject",
@@ -106,15 +104,6 @@ class TraceBlobs:
         return self.listing.trace_id
 
 
-def _mtime(info: dict) -> float:
-    if "mtime" in info:
-        return float(info["mtime"])
-    lm = info.get("LastModified")
-    if isinstance(lm, datetime):
-        return lm.timestamp()
-    return time.time()
-
-
 def parse_complete(trace_id: str, data: bytes) -> Complete:
     try:
         return Complete.model_validate_json(data)
@@ -143,7 +132,7 @@ def scan_inbox(fs: AbstractFileSystem, root: str, settings: IngestSettings, *, n
         if name.startswith(_TMP_PREFIX):
             continue
         trace_id, _, key = rel.partition("/")
-        obj = InboxObject(key or rel, path, int(info.get("size") or 0), _mtime(info), bool(info.get("islink")))
+        obj = InboxObject(key or rel, path, int(info.get("size") or 0), mtime_of(info), bool(info.get("islink")))
         if not key:
             stray.append(obj)
             continue
@@ -245,6 +234,4 @@ def prune_empty_dirs(fs: AbstractFileSystem, prefix: str) -> None:
             os.rmdir(os.path.join(prefix, sub) if sub else prefix)
 
 
-scan_inbox_task = task(name="scan-inbox", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, **STAGE)(
-    scan_inbox
-)
+scan_inbox_task = stage_task("scan-inbox", retry_after=[2, 10])(scan_inbox)

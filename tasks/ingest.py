@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 from fsspec import AbstractFileSystem
-from prefect import task
 
 from lake.storage import fs_for, map_io
 from lake.tables import LakeTables
 from schemas.errors import TraceRejected
 from schemas.settings import IngestSettings
 from schemas.tables import EVENTS, METRICS, QUARANTINE, TRACES
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 from tasks.archive import ArchivePlan, archive_marker, archive_traces, move_to_quarantine, quarantine_marker, read_objects
 from tasks.assemble import AssembledTrace, assemble_trace, parse_manifest
 from tasks.claims import BatchInfo, Claims, safe_key
@@ -584,14 +583,8 @@ class IngestSummary:
 
 # -- Prefect tasks: the stage functions above plus retries and names ------------------------------
 
-prepare_batch_task = task(name="prepare-batch", **STAGE)(prepare_batch)
-build_batch_task = task(name="build-batch", **STAGE)(build_batch)
-commit_batch_task = task(
-    name="commit-batch", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
-)(commit_batch)
-archive_batch_task = task(
-    name="archive-batch", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
-)(archive_batch)
-clean_batch_task = task(
-    name="clean-batch", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
-)(clean_batch)
+prepare_batch_task = stage_task("prepare-batch")(prepare_batch)
+build_batch_task = stage_task("build-batch")(build_batch)
+commit_batch_task = stage_task("commit-batch", retry_after=[1, 5, 20])(commit_batch)
+archive_batch_task = stage_task("archive-batch", retry_after=[1, 5, 20])(archive_batch)
+clean_batch_task = stage_task("clean-batch", retry_after=[1, 5, 20])(clean_batch)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import polars as pl
-from prefect import task
 
 from lake.read import Lake
 from lake.tables import LakeTables
 from schemas.tables import SCORES
 from schemas.version import CODE_VERSION
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 from tasks.frames import polars_schema, to_arrow
 from tasks.judge import Judge, JudgeBatch, Score
 
@@ -93,9 +92,5 @@ def score_batch(judge: Judge, batch: JudgeBatch) -> list[Score]:
     return judge.score_batch(batch)
 
 
-score_batch_task = task(
-    name="score-batch", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE
-)(score_batch)
-store_scores_task = task(
-    name="store-scores", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
-)(store_scores)
+score_batch_task = stage_task("score-batch", retry_after=[5, 30])(score_batch)
+store_scores_task = stage_task("store-scores", retry_after=[1, 5, 20])(store_scores)

@@ -16,13 +16,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from fsspec import AbstractFileSystem
-from prefect import task
 
 from lake.read import Lake
-from lake.storage import join
+from lake.storage import join, list_files, mtime_of
 from lake.tables import WRITER_PROPERTIES, LakeTables
 from schemas.tables import EVENTS, METRICS, QA_RUNS, QUARANTINE, SCORES, TABLES, TRACES
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 from tasks.privacy import pseudonym
 
 __all__ = [
@@ -106,18 +105,13 @@ def remove_artifacts(
     keep = referenced_artifacts(lake)
     folder = join(lake_root, "artifacts")
     lake_fs.invalidate_cache(folder)
-    try:
-        found = lake_fs.find(folder, detail=True)
-    except FileNotFoundError:
-        return 0
     now = datetime.now(UTC).timestamp()
     doomed = []
-    for path, info in found.items():
+    for path, info in list_files(lake_fs, folder).items():
         name = path.rsplit("/", 1)[-1]
         if name in keep or (only is not None and name not in only):
             continue
-        mtime = info.get("mtime") or (info["LastModified"].timestamp() if info.get("LastModified") else now)
-        if now - float(mtime) >= min_age_s:
+        if now - mtime_of(info) >= min_age_s:
             doomed.append(path)
     if doomed:
         lake_fs.rm(doomed)
@@ -242,13 +236,7 @@ def forget(
     return result
 
 
-retention_task = task(name="retention", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE)(
-    retention
-)
-remove_artifacts_task = task(name="remove-unreferenced-artifacts", **STAGE)(remove_artifacts)
-optimize_task = task(
-    name="optimize-tables", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE
-)(optimize_tables)
-forget_task = task(
-    name="forget-participant", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE
-)(forget)
+retention_task = stage_task("retention", retry_after=[5, 30])(retention)
+remove_artifacts_task = stage_task("remove-unreferenced-artifacts")(remove_artifacts)
+optimize_task = stage_task("optimize-tables", retry_after=[5, 30])(optimize_tables)
+forget_task = stage_task("forget-participant", retry_after=[5, 30])(forget)

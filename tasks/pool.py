@@ -22,10 +22,9 @@ import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from prefect import task
 from prefect.runtime import task_run
 
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 from tasks.ingest import BatchReport, run_batch
 
 __all__ = ["BatchPool", "ingest_batch_task", "warm"]
@@ -76,7 +75,7 @@ class BatchPool:
         self.close()
 
 
-@task(name="ingest-batch", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE)
+@stage_task("ingest-batch", retry_after=[5, 30])
 def ingest_batch_task(pool: BatchPool, *args, resumed: bool, **kwargs) -> BatchReport:
     """Every stage of one batch, in a worker process of `pool`. A retry resumes the batch, so it
     writes only what the failed try left out."""

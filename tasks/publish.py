@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 
-from tasks._prefect import STAGE
+from tasks._prefect import stage_task
 
 __all__ = ["publish_run_artifacts"]
 
@@ -19,7 +18,7 @@ def _in_prefect_run() -> bool:
     return True
 
 
-@task(name="publish-artifacts", **STAGE)
+@stage_task("publish-artifacts")
 def publish_run_artifacts(key: str, rows: list[dict], markdown: str, description: str) -> None:
     """Create the per-trace table and the markdown summary of one run (keys show in the Prefect UI)."""
     if not _in_prefect_run():

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 
 import polars as pl
 from fsspec import AbstractFileSystem
-from prefect import task
 
 from lake.read import Lake
 from lake.storage import join, put_immutable
 from lake.tables import LakeTables
 from schemas.tables import QA_RUNS
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 from tasks.frames import polars_schema, to_arrow
 from tasks.replay import EditSpec
 from tasks.sandbox import Sandbox
@@ -140,11 +139,7 @@ class QaSummary:
         return "\n".join(lines) + "\n"
 
 
-verify_task = task(name="verify-trace", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_if_transient, **STAGE)(
-    run_verification
-)
-store_task = task(
-    name="store-qa-runs", retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=retry_if_transient, **STAGE
-)(store_outcomes)
-load_inputs_task = task(name="load-qa-inputs", **STAGE)(load_qa_inputs)
-pending_task = task(name="pending-qa", **STAGE)(pending_inputs)
+verify_task = stage_task("verify-trace", retry_after=[5])(run_verification)
+store_task = stage_task("store-qa-runs", retry_after=[1, 5, 20])(store_outcomes)
+load_inputs_task = stage_task("load-qa-inputs")(load_qa_inputs)
+pending_task = stage_task("pending-qa")(pending_inputs)

@@ -16,7 +16,6 @@ Both directions claim their traces like ingest does, so they never race an inges
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
@@ -26,16 +25,15 @@ from datetime import date
 
 import polars as pl
 from fsspec import AbstractFileSystem
-from prefect import task
 
-from lake.read import Lake
-from lake.storage import join
+from lake.read import Lake, in_date_range
+from lake.storage import join, list_files, rm_quiet
 from lake.tables import LakeTables, sql_string
 from schemas.errors import TraceRejected
 from schemas.layout import ARTIFACTS_DIR, COMPLETE
 from schemas.settings import IngestSettings
 from schemas.tables import EVENTS, METRICS, QA_RUNS, QUARANTINE, SCORES, TRACES
-from tasks._prefect import STAGE, retry_if_transient
+from tasks._prefect import stage_task
 from tasks.archive import ARCHIVED, MOVED, archive_marker, archive_traces, move_to_quarantine, read_tar
 from tasks.assemble import assemble_trace
 from tasks.claims import Claims
@@ -59,18 +57,9 @@ class ReprocessResult:
     """Claimed by a concurrent run, or their copy is gone."""
 
 
-def _date_filter(col: str, since: date | None, until: date | None) -> pl.Expr:
-    expr = pl.lit(True)
-    if since:
-        expr &= pl.col(col) >= since
-    if until:
-        expr &= pl.col(col) <= until
-    return expr
-
-
 def selected_trace_ids(lake: Lake, since: date | None, until: date | None, trace_ids: list[str] | None) -> list[str]:
     """Ingested traces in the date range (by ingest date) or among `trace_ids`; no filter = all."""
-    q = lake.traces().filter(_date_filter("ingest_date", since, until))
+    q = lake.traces().filter(in_date_range("ingest_date", since, until))
     if trace_ids:
         q = q.filter(pl.col("trace_id").is_in(trace_ids))
     return sorted(q.select("trace_id").collect()["trace_id"].to_list())
@@ -79,7 +68,7 @@ def selected_trace_ids(lake: Lake, since: date | None, until: date | None, trace
 def quarantined_rows(lake: Lake, since: date | None, until: date | None, trace_ids: list[str] | None) -> list[dict]:
     """The latest still-open quarantine row of each trace whose raw objects were kept."""
     q = lake.quarantine().filter(
-        pl.col("raw_prefix").is_not_null() & pl.col("readmitted_by").is_null() & _date_filter("ingest_date", since, until)
+        pl.col("raw_prefix").is_not_null() & pl.col("readmitted_by").is_null() & in_date_range("ingest_date", since, until)
     )
     if trace_ids:
         q = q.filter(pl.col("trace_id").is_in(trace_ids))
@@ -89,12 +78,8 @@ def quarantined_rows(lake: Lake, since: date | None, until: date | None, trace_i
 
 def _objects_under(fs: AbstractFileSystem, prefix: str) -> dict[str, InboxObject]:
     fs.invalidate_cache(prefix)
-    try:
-        found = fs.find(prefix, detail=True)
-    except FileNotFoundError:
-        return {}
     out = {}
-    for path, info in found.items():
+    for path, info in list_files(fs, prefix).items():
         key = path[len(prefix) :].lstrip("/")
         out[key] = InboxObject(key, path, int(info.get("size") or 0), 0.0)
     return out
@@ -257,13 +242,8 @@ def _quarantine_ingested(
     for spec in (SCORES, QA_RUNS, METRICS, EVENTS, TRACES):  # traces last: until then the trace still looks ingested
         tables.delete_rows(spec, "trace_id", ids, metadata=meta)
     for r in prep.rejected:  # artifacts stay: they are content-addressed and may be shared
-        _rm_quiet(lake_fs, archive_marker(lake_root, r.trace_id))
+        rm_quiet(lake_fs, archive_marker(lake_root, r.trace_id))
         prune_empty_dirs(lake_fs, join(lake_root, "raw", r.trace_id))
-
-
-def _rm_quiet(fs: AbstractFileSystem, path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(path)
 
 
 def readmit(
@@ -312,16 +292,12 @@ def readmit(
             )
             for tid in done:
                 delete_trace_objects(lake_fs, listings[tid])
-                _rm_quiet(lake_fs, join(lake_root, by_id[tid]["raw_prefix"], MOVED))
+                rm_quiet(lake_fs, join(lake_root, by_id[tid]["raw_prefix"], MOVED))
             result.readmitted = done
     finally:
         claims.close_batch(info, list(won))
     return result
 
 
-recheck_task = task(
-    name="recheck-ingested", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE
-)(recheck_ingested)
-readmit_task = task(
-    name="readmit-quarantined", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient, **STAGE
-)(readmit)
+recheck_task = stage_task("recheck-ingested", retry_after=[5, 30])(recheck_ingested)
+readmit_task = stage_task("readmit-quarantined", retry_after=[5, 30])(readmit)
