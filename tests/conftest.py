@@ -30,8 +30,6 @@ def s3_endpoint() -> Iterator[str]:
     """
     import subprocess
     import sys
-    import time
-    import urllib.request
 
     port = _free_port()
     proc = subprocess.Popen(
@@ -40,15 +38,7 @@ def s3_endpoint() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
+    wait_for_http(endpoint + "/moto-api/", proc, timeout_s=60, what="moto server")
     saved = {
         k: os.environ.get(k)
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL")
@@ -89,6 +79,25 @@ def storage_url(request, tmp_path) -> Callable[[str], str]:
     return lambda name: f"s3://{bucket}/{name}"
 
 
+def wait_for_http(url: str, proc, *, timeout_s: float, what: str, log: Path | None = None) -> None:
+    """Wait until `url` answers 200, while the server process `proc` lives; else RuntimeError
+    (with the end of its log, when there is one)."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"{what} did not start" + (f": {log.read_text()[-2000:]}" if log else ""))
+        time.sleep(0.3)
+
+
 def _free_port() -> int:
     import socket
 
@@ -103,8 +112,6 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
     import shutil
     import subprocess
     import sys
-    import time
-    import urllib.request
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
@@ -116,18 +123,11 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            log.close()
-            raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    try:
+        wait_for_http(url + "/health", proc, timeout_s=90, what="prefect server", log=home / "server.log")
+    except RuntimeError:
+        log.close()
+        raise
     yield url
     proc.terminate()
     try:

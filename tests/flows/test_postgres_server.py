@@ -11,14 +11,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from client.upload import find_trace_dirs, upload_trace_dir
-from tests.conftest import EXAMPLES, REPO, _free_port
+from tests.conftest import EXAMPLES, REPO, _free_port, wait_for_http
 
 
 def _pg_bin() -> Path | None:
@@ -86,14 +84,7 @@ def test_prefect_server_on_postgres_runs_the_pipeline(postgres, tmp_path):
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(api + "/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, "prefect server on PostgreSQL did not start"
-                time.sleep(0.5)
+        wait_for_http(api + "/health", server, timeout_s=120, what="prefect server on PostgreSQL")
         inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
         for d in find_trace_dirs(EXAMPLES):
             upload_trace_dir(d, inbox)
