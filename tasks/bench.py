@@ -4,6 +4,7 @@
     prt bench --qa [--traces 12 --parallel 2]            sandboxed verification: traces per minute, time split
     prt bench --judge [--traces 5000]                    heuristic judge throughput
     prt bench --read [--traces 5000 --events 200]        one trace's events / one day's scores: time, files read
+    prt bench --profile [--traces 500]                   the ingest stages in one process, under pyinstrument
 
 Every measured run happens in a child process (`python -m tasks.bench KIND ...`) that warms up
 first (the temporary Prefect server, imports, worker processes) and then times only the work;
@@ -23,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -31,9 +33,18 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from schemas.chain import chain_start, chain_step
-from schemas.layout import artifact_ref
+from schemas.layout import artifact_ref, chunk_name
 
-__all__ = ["PeakMemory", "bench_ingest", "bench_judge", "bench_qa", "bench_read", "clone_examples", "generate_inbox"]
+__all__ = [
+    "PeakMemory",
+    "bench_ingest",
+    "bench_judge",
+    "bench_profile",
+    "bench_qa",
+    "bench_read",
+    "clone_examples",
+    "generate_inbox",
+]
 
 T0 = 1_760_000_000.0
 _WORDS = [
@@ -87,9 +98,6 @@ def _sentence(rng: random.Random, n: int) -> str:
 
 
 def _snapshot() -> bytes:
-    import io
-    import tarfile
-
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, text in (
@@ -178,7 +186,7 @@ def generate_inbox(
             if len(chunk) == chunk_events or seq == events - 1:
                 raw = b"\n".join(chunk) + b"\n"
                 total_bytes += len(raw)
-                name = f"{chunk_seq:06d}-{hashlib.sha256(raw).hexdigest()[:16]}.jsonl" + (".gz" if gz else "")
+                name = chunk_name(chunk_seq, hashlib.sha256(raw).hexdigest()[:16], gzip=gz)
                 path = folder / "chunks" / name
                 path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0) if gz else raw)
                 files.append(path)
@@ -385,13 +393,13 @@ def _child_judge(inbox: str, lake: str, workers: str) -> dict:
 
 
 def _child_profile(inbox: str, lake: str, out: str) -> dict:
-    """The ingest stages of tasks/ingest.py in this one process, without Prefect, timed per stage
-    and sampled by pyinstrument: where an ingest batch's time goes."""
+    """What an ingest worker runs (`tasks.ingest.run_batch`, every stage of each batch), here in
+    one process without Prefect, timed per stage and sampled by pyinstrument: where an ingest
+    batch's time goes."""
     from pyinstrument import Profiler
 
     import tasks.validate
     from lake.storage import fs_for
-    from lake.tables import LakeTables
     from schemas.settings import get_ingest_settings
     from tasks import ingest as ing
     from tasks.claims import Claims
@@ -401,31 +409,26 @@ def _child_profile(inbox: str, lake: str, out: str) -> dict:
     settings = get_ingest_settings()
     inbox_fs, inbox_root = fs_for(inbox)
     lake_fs, lake_root = fs_for(lake)
-    tables = LakeTables(lake)
     claims = Claims(lake_fs, lake_root, lease_s=settings.lease_s)
     watch = ing.Stopwatch()
+    seconds: dict[str, float] = {}
+    events = 0
     profiler = Profiler(interval=0.001)
     profiler.start()
     scan = scan_inbox(inbox_fs, inbox_root, settings)
     watch.lap("scan")
-    events = 0
     for group in ing.plan_batches(list(scan.traces.values()), settings):
         info, won = claims.open_batch("bench-profile", [t.trace_id for t in group])
         watch.lap("claim")
-        prep = ing.prepare_batch(info, won, scan.traces, inbox_fs, lake_fs, lake_root, tables, settings, resumed=False)
-        watch.lap("prepare")
-        built = ing.build_batch(prep, settings)
-        watch.lap("build")
-        ing.commit_batch(prep, built, tables, claims)
-        watch.lap("commit")
-        ing.archive_batch(prep, built, inbox_fs, lake_fs, lake_root, settings)
-        watch.lap("archive")
-        ing.clean_batch(prep, inbox_fs, claims)
-        watch.lap("clean")
-        events += built.events.height
+        report = ing.run_batch(info, won, scan.traces, inbox, lake, settings, claims, resumed=False)
+        watch.lap("batches")
+        events += report.events
+        for stage, s in report.seconds.items():
+            seconds[stage] = seconds.get(stage, 0.0) + s
     profiler.stop()
     Path(out).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
-    return {"events": events, "stage_seconds": watch.seconds, "profile": out}
+    stages = {"scan": watch.seconds["scan"], "claim": watch.seconds.get("claim", 0.0), **seconds}
+    return {"events": events, "stage_seconds": stages, "profile": out}
 
 
 def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
