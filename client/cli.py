@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -61,11 +62,11 @@ def upload(
     """Upload trace folders laid out per inbox protocol v1 (complete.json goes last)."""
     from client.upload import find_trace_dirs, upload_trace_dir
 
-    target, put = (None, None) if grant else (_inbox(inbox), None)
-    if grant:
+    target, put = _inbox(inbox), None
+    if grant:  # the grant says where; no credentials, no inbox URL
         from client.grant import GrantUploader, load_grant
 
-        put = GrantUploader(load_grant(grant)).put
+        target, put = None, GrantUploader(load_grant(grant)).put
     for folder in find_trace_dirs(directory):
         r = upload_trace_dir(folder, target, put=put)
         state = "complete" if r.complete else "no complete.json yet"
@@ -169,6 +170,23 @@ def qa(
     _print_qa(verify_traces(lake=_lake(lake), trace_ids=trace_id or None, sandbox=sandbox, parallel=parallel, reruns=reruns))
 
 
+def _day(value: str | None) -> date | None:
+    """A YYYY-MM-DD option as a date (typer has datetimes, not dates)."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2025-10-09") from None
+
+
+SinceOpt = Annotated[
+    date | None, typer.Option(help="Ingest date from (YYYY-MM-DD).", parser=_day, metavar="DATE", show_default=False)
+]
+UntilOpt = Annotated[
+    date | None,
+    typer.Option(help="Ingest date to (YYYY-MM-DD), inclusive.", parser=_day, metavar="DATE", show_default=False),
+]
 JudgeOpt = Annotated[
     str | None, typer.Option("--judge", help="heuristic | openai (default: $PRT_JUDGE or heuristic).", show_default=False)
 ]
@@ -180,28 +198,23 @@ def _print_judge(summary) -> None:
     states = ", ".join(f"{n} {s}" for s, n in sorted(summary.by_status().items())) or "nothing new"
     console.print(f"[bold]judge[/bold] {summary.judge_id}: {states}")
     if summary.rows:
+        columns = {  # header -> score column
+            "overall": "overall",
+            "understand": "problem_understanding",
+            "causal": "causal_linking",
+            "experiment": "experiment_design",
+            "efficiency": "efficiency",
+            "repro": "reproducibility",
+            "safety": "safety_hygiene",
+        }
         table = Table(box=None)
         table.add_column("trace", no_wrap=True)
-        for name in ("status", "overall", "understand", "causal", "experiment", "efficiency", "repro", "safety"):
-            table.add_column(name, justify="left" if name == "status" else "right")
+        table.add_column("status")
+        for header in columns:
+            table.add_column(header, justify="right")
         for r in summary.table():
-            fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
-            table.add_row(
-                r["trace_id"],
-                r["status"],
-                fmt(r["overall"]),
-                *(
-                    fmt(r[d])
-                    for d in (
-                        "problem_understanding",
-                        "causal_linking",
-                        "experiment_design",
-                        "efficiency",
-                        "reproducibility",
-                        "safety_hygiene",
-                    )
-                ),
-            )
+            scores = ("" if r[c] is None else f"{r[c]:.2f}" for c in columns.values())
+            table.add_row(r["trace_id"], r["status"], *scores)
         console.print(table)
 
 
@@ -218,7 +231,10 @@ def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = 
     """Ingest the inbox, verify the new traces, score them (the scheduled job)."""
     from flows.process import process_inbox
 
-    result = process_inbox(inbox=_inbox(inbox), lake=_lake(lake), sandbox=sandbox, judge=judge)
+    _print_process(process_inbox(inbox=_inbox(inbox), lake=_lake(lake), sandbox=sandbox, judge=judge))
+
+
+def _print_process(result) -> None:
     _print_ingest(result.ingest)
     _print_qa(result.qa)
     _print_judge(result.judge)
@@ -226,16 +242,14 @@ def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = 
 
 @app.command()
 def reprocess(
-    since: Annotated[str | None, typer.Option(help="Ingest date from (YYYY-MM-DD).", show_default=False)] = None,
-    until: Annotated[str | None, typer.Option(help="Ingest date to (YYYY-MM-DD), inclusive.", show_default=False)] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     trace_id: TraceIdsOpt = None,
     stages: Annotated[str, typer.Option(help="Comma-separated: validate, qa, judge.")] = "validate,qa,judge",
     judge: JudgeOpt = None,
     lake: LakeOpt = None,
 ) -> None:
     """Run stages again over traces in the lake (no filter = all); re-running changes nothing."""
-    from datetime import date
-
     from flows.reprocess import reprocess as reprocess_flow
 
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
@@ -245,8 +259,8 @@ def reprocess(
             f"unknown stage(s) {', '.join(sorted(unknown))}; known: validate, qa, judge", param_hint="--stages"
         )
     result = reprocess_flow(
-        since=date.fromisoformat(since) if since else None,
-        until=date.fromisoformat(until) if until else None,
+        since=since,
+        until=until,
         trace_ids=trace_id or None,
         stages=chosen,
         judge=judge,
@@ -316,13 +330,11 @@ def export(
         str | None,
         typer.Option("--judge", help="Judge id or kind whose scores to use (default: the latest).", show_default=False),
     ] = None,
-    since: Annotated[str | None, typer.Option(help="Ingest date from (YYYY-MM-DD).", show_default=False)] = None,
-    until: Annotated[str | None, typer.Option(help="Ingest date to (YYYY-MM-DD), inclusive.", show_default=False)] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     lake: LakeOpt = None,
 ) -> None:
     """Write a deterministic training set: one record per trace (format in tasks/export.py and the README)."""
-    from datetime import date
-
     from lake.read import Lake
     from lake.storage import fs_for
     from tasks.export import build_records, export_dataset
@@ -333,7 +345,7 @@ def export(
     fs, root = fs_for(url)
     records = build_records(
         Lake(url), fs, root,
-        since=date.fromisoformat(since) if since else None, until=date.fromisoformat(until) if until else None,
+        since=since, until=until,
         verdict=verdict or None, min_score=min_score, judge=judge,
     )  # fmt: skip
     path = export_dataset(records, out, format)
@@ -362,10 +374,7 @@ def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     for folder in find_trace_dirs(examples):
         upload_trace_dir(folder, target_inbox)
     console.print(f"uploaded the example sessions to {target_inbox}")
-    result = process_inbox(inbox=target_inbox, lake=target_lake)
-    _print_ingest(result.ingest)
-    _print_qa(result.qa)
-    _print_judge(result.judge)
+    _print_process(process_inbox(inbox=target_inbox, lake=target_lake))
     console.print(
         f"\nThe lake is at {target_lake}. Read it with:  python -c \"from lake import Lake; print(Lake('{target_lake}').traces().collect())\""
     )
