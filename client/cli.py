@@ -470,6 +470,9 @@ def bench(
             + "\ntime per stage (summed over workers): "
             + ", ".join(f"{k} {v} s" for k, v in result["stage_seconds"].items())
             + f"; worker start (once, before timing) {result['worker_start_s']} s"
+            + f"\nCPU, whole machine, during the ingest: {result['ingest_busy_cores']} of {os.cpu_count()} cores busy ("
+            + ", ".join(f"{k} {v} s" for k, v in result["ingest_cpu_seconds"].items())
+            + f"); during the floor {result['floor_busy_cores']}"
         )
     console.print(summary)
     text = json_mod.dumps(result, indent=1, default=str)
