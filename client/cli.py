@@ -465,7 +465,8 @@ def bench(
             f"[bold]{result['ingest_events_per_s']:,} events/s[/bold] ({result['ingest_mb_per_s']} MB/s) end to end: "
             f"{result['events']:,} events in {result['ingest_s']} s; floor {result['floor_events_per_s']:,} events/s "
             f"({result['floor_s']} s) -> [bold]{result['ratio_to_floor']}[/bold] of the floor; peak memory "
-            f"{result['ingest_peak_mb']} MiB (floor {result['floor_peak_mb']} MiB); Delta files "
+            f"{result['ingest_peak_mb']} MiB PSS, {result['ingest_peak_rss_sum_mb']} MiB summing RSS "
+            f"(floor {result['floor_peak_mb']} MiB); Delta files "
             + ", ".join(f"{k} {v}" for k, v in result["delta_files"].items())
             + "\ntime per stage (summed over workers): "
             + ", ".join(f"{k} {v} s" for k, v in result["stage_seconds"].items())

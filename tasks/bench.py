@@ -200,20 +200,25 @@ def generate_inbox(
 
 
 class PeakMemory:
-    """Peak proportional set size (MiB) of this process and all its descendants, sampled on a thread.
+    """Peak memory of this process and all its descendants, sampled on a thread.
 
-    PSS (pages shared by forked workers counted once) costs a walk of every page table
-    (/proc/PID/smaps_rollup: milliseconds per process); walked 20 times a second it took 9 % of
-    the machine away from the run it measured (seen with `perf record -a`). So the resident sizes
-    are summed every `interval_s` (/proc/PID/statm, constant time), and PSS is walked only when
-    that sum is above the peak found so far (PSS never exceeds RSS), at most every `walk_s`.
+    Two numbers: `rss_mb`, the largest sum of resident sizes (/proc/PID/statm, constant time,
+    read every `interval_s`), which counts a page shared by forked workers once per process, so
+    it is an upper bound; and `peak_mb`, the proportional set size (pages shared by n processes
+    count 1/n in each), the memory the run really holds. PSS costs a walk of every page table
+    (/proc/PID/smaps_rollup: tens of milliseconds for a worker of 600 MiB); walked 20 times a
+    second it took 9 % of the machine away from the run it measured (`perf record -a`). So it
+    is walked only when the RSS sum reaches a new high, at most every `walk_s`: the moments
+    when the run holds the most.
     """
 
     def __init__(self, interval_s: float = 0.05, walk_s: float = 0.25):
         self.interval_s = interval_s
         self.walk_s = walk_s
         self.peak_mb = 0.0
+        self.rss_mb = 0.0
         self.at_peak: list[int] = []
+        self._walked_at_rss = 0.0
         self._pids: list[int] = []
         self._samples = 0
         self._last_walk = 0.0
@@ -238,11 +243,11 @@ class PeakMemory:
         if self._samples % 10 == 0 or not self._pids:  # workers come and go seldom: re-list every 10th
             self._pids = [p for p in _tree(me) if not _is_prefect_server(p)]
         self._samples += 1
-        if sum(_rss_kb(p) for p in self._pids) / 1024 <= self.peak_mb:
+        rss = sum(_rss_kb(p) for p in self._pids) / 1024
+        self.rss_mb = max(self.rss_mb, rss)
+        if rss <= self._walked_at_rss or (not final and time.monotonic() - self._last_walk < self.walk_s):
             return
-        if not final and time.monotonic() - self._last_walk < self.walk_s:
-            return
-        self._last_walk = time.monotonic()
+        self._last_walk, self._walked_at_rss = time.monotonic(), rss
         by_pid = {p: _pss_kb(p) / 1024 for p in self._pids}
         total = sum(by_pid.values())
         if total > self.peak_mb:
@@ -359,6 +364,7 @@ def _child_ingest(inbox: str, lake: str, workers: str) -> dict:
         "seconds": seconds,
         "worker_start_s": start_s,
         "peak_mb": mem.peak_mb,
+        "peak_rss_mb": mem.rss_mb,
         "peak_mb_by_process": mem.at_peak,
         "ingested": len(summary.ingested),
         "events": summary.events,
@@ -626,6 +632,7 @@ def bench_ingest(traces: int, events: int, *, workers: int = 2, workdir: Path | 
         "ingest_mb_per_s": round(mb / ingest["seconds"], 1),
         "ingest_peak_mb": round(ingest["peak_mb"]),
         "ingest_peak_mb_by_process": ingest["peak_mb_by_process"],
+        "ingest_peak_rss_sum_mb": round(ingest["peak_rss_mb"]),
         "batches": ingest["batches"],
         "stage_seconds": {k: round(v, 2) for k, v in ingest["stage_seconds"].items()},
         "ingest_cpu_seconds": ingest["cpu_seconds"],
