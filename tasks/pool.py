@@ -18,6 +18,7 @@ top-level code there would run again in it.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,10 +35,15 @@ PRELOAD = ["tasks.ingest", "great_expectations"]
 
 
 def warm() -> None:
-    """Per worker, after the fork: build the Great Expectations suites (milliseconds, imports done)."""
+    """Per worker, after the fork: build the Great Expectations suites (milliseconds, imports done),
+    then move everything alive so far out of the garbage collector's sight. The pipeline's
+    imports leave about a million objects that live as long as the worker; every full
+    collection walked them all (0.15 s each, several per batch). Frozen, a full collection
+    sees only what batches create: 3 ms."""
     import tasks.validate
 
     tasks.validate._validations()
+    gc.freeze()
 
 
 def _ready(_: int) -> int:
