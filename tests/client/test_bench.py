@@ -6,6 +6,7 @@ mode runs the real pipeline and that its numbers describe what happened."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,10 @@ def test_ingest_against_the_floor(tmp_path, cli_env):
     assert set(r["delta_files"]) == {"traces", "events", "metrics"} and r["delta_files"]["events"] >= 1
     assert set(r["stage_seconds"]) == {"prepare", "build", "commit", "archive", "clean"}
     assert r["ingest_peak_mb"] > 50 and len(r["ingest_peak_mb_by_process"]) >= 3  # the flow and its workers
+    assert r["ingest_peak_rss_sum_mb"] >= r["ingest_peak_mb"]  # RSS counts shared pages per process: a bound
+    cpu = r["ingest_cpu_seconds"]
+    assert set(cpu) == {"user", "system", "idle", "iowait", "of_which_prefect_server"} and cpu["user"] > 0
+    assert 0 < r["ingest_busy_cores"] <= os.cpu_count() * 1.1 and r["floor_busy_cores"] > 0  # 10 ms ticks
 
 
 def test_judge_throughput(tmp_path, cli_env):
