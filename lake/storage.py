@@ -31,6 +31,8 @@ __all__ = [
     "mtime_of",
     "put_immutable",
     "read_bytes",
+    "read_many",
+    "remove_files",
     "rm_quiet",
 ]
 
@@ -83,12 +85,43 @@ def join(root: str, *parts: str) -> str:
 
 
 def read_bytes(fs: AbstractFileSystem, path: str) -> bytes:
+    if _is_local_fs(fs):
+        with open(path, "rb") as f:
+            return f.read()
     try:
         return fs.cat_file(path)
     except FileNotFoundError:
         raise
     except (ConnectionError, TimeoutError) as exc:
         raise StorageUnavailable(f"could not read {path}: {exc}") from exc
+
+
+def read_many(fs: AbstractFileSystem, paths: list[str]) -> dict[str, bytes | Exception]:
+    """`fs.cat(paths, on_error="return")`: each path's bytes, or the exception that reading it
+    raised. On a local disk, plain reads: fsspec's file objects cost 15-30 us more per object
+    than the read itself, and a batch reads tens of thousands of small objects."""
+    if not _is_local_fs(fs):
+        return fs.cat(paths, on_error="return") if paths else {}
+    out: dict[str, bytes | Exception] = {}
+    for p in paths:
+        try:
+            with open(p, "rb") as f:
+                out[p] = f.read()
+        except OSError as exc:
+            out[p] = exc
+    return out
+
+
+def remove_files(fs: AbstractFileSystem, paths: list[str]) -> None:
+    """Delete these objects (never folders); a missing one raises FileNotFoundError, as fs.rm does.
+    On a local disk, plain unlinks: a link is removed itself, never followed."""
+    if not paths:
+        return
+    if not _is_local_fs(fs):
+        fs.rm(paths)
+        return
+    for p in paths:
+        os.remove(p)
 
 
 def rm_quiet(fs: AbstractFileSystem, path: str, *, recursive: bool = False) -> None:

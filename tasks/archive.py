@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from fsspec import AbstractFileSystem
 
-from lake.storage import join, map_io, put_immutable
+from lake.storage import join, map_io, put_immutable, read_bytes, read_many
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST
 from tasks.assemble import AssembledTrace
 from tasks.inbox import TraceListing
@@ -136,7 +136,7 @@ def put_verified(fs: AbstractFileSystem, objects: dict[str, bytes]) -> None:
     def put_and_check(item: tuple[str, bytes]) -> str | None:
         path, data = item
         put_immutable(fs, path, data)
-        return None if fs.cat_file(path) == data else path
+        return None if read_bytes(fs, path) == data else path
 
     bad = [p for p in map_io(put_and_check, objects.items()) if p]
     if bad:
@@ -273,7 +273,7 @@ def quarantine_copy(
 def read_objects(fs: AbstractFileSystem, listing: TraceListing) -> dict[str, bytes]:
     """The bytes of a listing's objects (links are never followed)."""
     paths = {o.path: k for k, o in listing.objects.items() if not o.is_link}
-    bodies = fs.cat(list(paths), on_error="return") if paths else {}
+    bodies = read_many(fs, list(paths))
     return {k: bodies[p] for p, k in paths.items() if isinstance(bodies.get(p), bytes)}
 
 

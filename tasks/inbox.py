@@ -17,7 +17,7 @@ from typing import Literal
 from fsspec import AbstractFileSystem
 from pydantic import ValidationError
 
-from lake.storage import join, list_files, mtime_of
+from lake.storage import join, list_files, mtime_of, read_many, remove_files
 from schemas.errors import TraceRejected
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
 from schemas.manifest import Complete
@@ -141,7 +141,7 @@ def scan_inbox(fs: AbstractFileSystem, root: str, settings: IngestSettings, *, n
 
     completes = [t for t in traces.values() if COMPLETE in t.objects]
     if completes:
-        bodies = fs.cat([t.objects[COMPLETE].path for t in completes], on_error="return")
+        bodies = read_many(fs, [t.objects[COMPLETE].path for t in completes])
         for t in completes:
             body = bodies.get(t.objects[COMPLETE].path)
             if isinstance(body, Exception):  # vanished between list and read: another run cleaned it up
@@ -203,7 +203,7 @@ def load_traces(fs: AbstractFileSystem, listings: Iterable[TraceListing], settin
             else:
                 wanted.append(obj.path)
         out.append(tb)
-    bodies = fs.cat(wanted, on_error="return") if wanted else {}
+    bodies = read_many(fs, wanted)
     for tb in out:
         for key, obj in tb.listing.objects.items():
             body = bodies.get(obj.path)
@@ -215,11 +215,9 @@ def load_traces(fs: AbstractFileSystem, listings: Iterable[TraceListing], settin
 def delete_trace_objects(fs: AbstractFileSystem, listing: TraceListing) -> None:
     """Remove a trace's inbox objects, complete.json last: a half-cleaned trace still looks finished,
     never like a pending one."""
-    paths = [o.path for k, o in listing.objects.items() if k != COMPLETE]
-    if paths:
-        fs.rm(paths)
+    remove_files(fs, [o.path for k, o in listing.objects.items() if k != COMPLETE])
     if COMPLETE in listing.objects:
-        fs.rm(listing.objects[COMPLETE].path)
+        remove_files(fs, [listing.objects[COMPLETE].path])
     fs.invalidate_cache(listing.prefix)
     prune_empty_dirs(fs, listing.prefix)
 

@@ -27,7 +27,7 @@ import polars as pl
 from fsspec import AbstractFileSystem
 
 from lake.read import Lake, in_date_range
-from lake.storage import join, list_files, rm_quiet
+from lake.storage import join, list_files, read_many, rm_quiet
 from lake.tables import LakeTables, sql_string
 from schemas.errors import TraceRejected
 from schemas.layout import ARTIFACTS_DIR, COMPLETE
@@ -101,7 +101,7 @@ def archived_trace(fs: AbstractFileSystem, lake_root: str, trace_id: str, settin
             body = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
             refs.update(m.decode() for m in _REF.findall(body))
     wanted = {join(lake_root, "artifacts", ref): f"{ARTIFACTS_DIR}/{ref}" for ref in sorted(refs)}
-    found = fs.cat(list(wanted), on_error="return") if wanted else {}
+    found = read_many(fs, list(wanted))
     files.update({wanted[p]: body for p, body in found.items() if isinstance(body, bytes)})
     objects = {k: InboxObject(k, f"{path}#{k}", len(v), 0.0) for k, v in files.items()}
     listing = TraceListing(
