@@ -474,14 +474,14 @@ def _child_profile(inbox: str, lake: str, out: str) -> dict:
     batch's time goes."""
     from pyinstrument import Profiler
 
-    import tasks.validate
     from lake.storage import fs_for
     from schemas.settings import get_ingest_settings
     from tasks import ingest as ing
     from tasks.claims import Claims
     from tasks.inbox import scan_inbox
+    from tasks.pool import warm
 
-    tasks.validate._validations()  # Great Expectations' set-up, once per process (as in a worker)
+    warm()  # what a worker does before its first batch: Great Expectations' set-up, gc.freeze()
     settings = get_ingest_settings()
     inbox_fs, inbox_root = fs_for(inbox)
     lake_fs, lake_root = fs_for(lake)
