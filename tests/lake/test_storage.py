@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import fsspec
+import pytest
 
-from lake.storage import list_files
+from lake.storage import list_files, read_bytes, read_many, remove_files
 
 
 def test_list_files_matches_fsspec_find_and_never_follows_links(tmp_path):
@@ -43,3 +44,29 @@ def test_list_files_matches_fsspec_find_and_never_follows_links(tmp_path):
         if not info["islink"]:
             assert info["size"] == theirs[path]["size"] == os.path.getsize(path)
     assert list_files(fs, str(tmp_path / "missing")) == {}
+
+
+def test_local_reads_and_removes_match_fsspec_and_never_follow_links(tmp_path):
+    """read_many/remove_files skip fsspec's file objects on a local disk; the results must be
+    what fsspec gives, and removing a link must leave what it points to untouched."""
+    (tmp_path / "a").write_bytes(b"alpha")
+    (tmp_path / "b").write_bytes(b"")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"keep me")
+    os.symlink(outside, tmp_path / "dir-link")
+    os.symlink(outside / "keep", tmp_path / "file-link")
+    fs = fsspec.filesystem("file")
+    paths = [str(tmp_path / n) for n in ("a", "b", "missing")]
+
+    ours, theirs = read_many(fs, paths), fs.cat(paths, on_error="return")
+    assert {p: v for p, v in ours.items() if isinstance(v, bytes)} == {p: v for p, v in theirs.items() if isinstance(v, bytes)}
+    assert ours[str(tmp_path / "a")] == b"alpha" and read_bytes(fs, str(tmp_path / "a")) == b"alpha"
+    assert isinstance(ours[paths[2]], FileNotFoundError) and isinstance(theirs[paths[2]], FileNotFoundError)
+    assert read_many(fs, []) == {}
+
+    remove_files(fs, [str(tmp_path / "a"), str(tmp_path / "dir-link"), str(tmp_path / "file-link")])
+    assert sorted(os.listdir(tmp_path)) == ["b", "outside"]
+    assert (outside / "keep").read_bytes() == b"keep me"
+    with pytest.raises(FileNotFoundError):
+        remove_files(fs, [str(tmp_path / "a")])
