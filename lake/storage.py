@@ -30,6 +30,7 @@ __all__ = [
     "map_io",
     "mtime_of",
     "put_immutable",
+    "put_immutable_each",
     "read_bytes",
     "read_many",
     "remove_files",
@@ -160,6 +161,50 @@ def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     raise ObjectConflict(path, f"{path} keeps appearing and disappearing; another writer is busy with it")
 
 
+def put_immutable_each(fs: AbstractFileSystem, paths: list[str], data: bytes) -> list[bool | ObjectConflict]:
+    """`put_immutable(fs, path, data)` for every path, with the same bytes each time: per path
+    True (created), False (identical bytes were there) or the `ObjectConflict` it raised.
+
+    On a local disk the bytes are written once and hard-linked to every path: link() is as
+    exclusive and atomic as the single create, and it allocates no inode. Creating a file costs
+    300-600 us on this project's ext4 disk, a link a tenth of that; an ingest batch claims 250
+    traces this way. The paths share one inode, which is safe because no object is ever written
+    in place, only created and deleted. Elsewhere, one put_immutable per path on threads."""
+    if not _is_local_fs(fs):
+
+        def one(path: str) -> bool | ObjectConflict:
+            try:
+                return put_immutable(fs, path, data)
+            except ObjectConflict as exc:
+                return exc
+
+        return map_io(one, paths)
+    if not paths:
+        return []
+    for folder in {os.path.dirname(p) for p in paths}:
+        os.makedirs(folder, exist_ok=True)
+    tmp = _write_temp(os.path.dirname(paths[0]), data)
+    try:
+        return [_link_exclusive(tmp, path, data) for path in paths]
+    finally:
+        os.unlink(tmp)
+
+
+def _link_exclusive(tmp: str, path: str, data: bytes) -> bool | ObjectConflict:
+    for _ in range(3):
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            try:
+                with open(path, "rb") as f:
+                    existing = f.read()
+            except FileNotFoundError:
+                continue  # deleted between our link and our read (a released claim): try again
+            return False if existing == data else ObjectConflict(path)
+    return ObjectConflict(path, f"{path} keeps appearing and disappearing; another writer is busy with it")
+
+
 def map_io(fn, items, *, workers: int = 16) -> list:
     """`fn` over `items` on a thread pool, results in order. Object-store calls wait on the
     network, not on the GIL: many small objects go several times faster together. On a local
@@ -227,10 +272,15 @@ def _local_create(path: str, data: bytes) -> None:
     # and link() fails if the name exists, which makes the create exclusive.
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".prt-tmp-{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(data)
+    tmp = _write_temp(folder, data)
     try:
         os.link(tmp, path)
     finally:
         os.unlink(tmp)
+
+
+def _write_temp(folder: str, data: bytes) -> str:
+    tmp = os.path.join(folder, f".prt-tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    return tmp

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 
 from fsspec import AbstractFileSystem
 
-from lake.storage import join, map_io, mtime_of, put_immutable, rm_quiet
-from schemas.errors import LeaseLost, ObjectConflict
+from lake.storage import join, map_io, mtime_of, put_immutable, put_immutable_each, rm_quiet
+from schemas.errors import LeaseLost
 from schemas.types import TRACE_ID_RE
 from tasks._prefect import stage_task
 
@@ -121,14 +121,10 @@ class Claims:
         put_immutable(self.fs, join(self._batch_dir(info.batch_id), "batch.json"), info.to_json())
         self._write_lease(info.batch_id, 0)
         body = json.dumps({"batch_id": info.batch_id, "owner": self.owner.token}).encode()
-
-        def claim(tid: str) -> bool:
-            try:
-                return put_immutable(self.fs, self._claim(tid), body)
-            except ObjectConflict:  # another batch holds it
-                return False
-
-        return info, [tid for tid, ok in zip(trace_ids, map_io(claim, trace_ids), strict=True) if ok]
+        # True: this batch created the claim. False (identical bytes: cannot happen for a new
+        # batch id) or an ObjectConflict: another batch holds the trace.
+        made = put_immutable_each(self.fs, [self._claim(tid) for tid in trace_ids], body)
+        return info, [tid for tid, ok in zip(trace_ids, made, strict=True) if ok is True]
 
     def claimed(self) -> set[str]:
         """Claim keys of every trace claimed by some batch right now (see `safe_key`)."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 
 import fsspec
 import pytest
 
-from lake.storage import list_files, read_bytes, read_many, remove_files
+from lake.storage import list_files, put_immutable_each, read_bytes, read_many, remove_files
+from schemas.errors import ObjectConflict
 
 
 def test_list_files_matches_fsspec_find_and_never_follows_links(tmp_path):
@@ -70,3 +73,30 @@ def test_local_reads_and_removes_match_fsspec_and_never_follow_links(tmp_path):
     assert (outside / "keep").read_bytes() == b"keep me"
     with pytest.raises(FileNotFoundError):
         remove_files(fs, [str(tmp_path / "a")])
+
+
+def test_put_immutable_each_is_exclusive_per_path_when_two_writers_race(tmp_path):
+    """One body hard-linked to many claim paths: each path goes to exactly one of two racing
+    writers, holds that writer's bytes whole, and a path already holding other bytes conflicts."""
+    fs = fsspec.filesystem("file")
+    paths = [str(tmp_path / "claims" / f"t{i:03d}.json") for i in range(300)]
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "t000.json").write_bytes(b"held by an earlier batch")
+    results: dict[bytes, list] = {}
+
+    def writer(body: bytes) -> None:
+        results[body] = put_immutable_each(fs, paths, body)
+
+    threads = [threading.Thread(target=writer, args=(body,)) for body in (b'{"batch_id": "a"}', b'{"batch_id": "b"}')]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = results[b'{"batch_id": "a"}'], results[b'{"batch_id": "b"}']
+    assert isinstance(a[0], ObjectConflict) and isinstance(b[0], ObjectConflict)
+    for i, path in enumerate(paths[1:], 1):
+        won = [body for body, r in results.items() if r[i] is True]
+        assert len(won) == 1, path
+        assert Path(path).read_bytes() == won[0]
+    assert not [n for n in os.listdir(tmp_path / "claims") if not n.endswith(".json")]  # no temp file left
+    assert put_immutable_each(fs, [], b"x") == []
