@@ -12,6 +12,7 @@ import os
 import posixpath
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -106,8 +107,7 @@ def read_many(fs: AbstractFileSystem, paths: list[str]) -> dict[str, bytes | Exc
     out: dict[str, bytes | Exception] = {}
     for p in paths:
         try:
-            with open(p, "rb") as f:
-                out[p] = f.read()
+            out[p] = read_bytes(fs, p)
         except OSError as exc:
             out[p] = exc
     return out
@@ -139,22 +139,33 @@ def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
     deleted between a refused create and the comparison (a claim being released) is created again.
     Creation is atomic and exclusive: a hard link on local disks, `If-None-Match: *` on S3.
     """
+
+    def create() -> None:
+        if _is_local_fs(fs):
+            _local_create(path, data)
+        elif "s3" in _protocols(fs):
+            fs.pipe_file(path, data, mode="create")
+        else:  # best effort elsewhere: exists-then-write
+            if fs.exists(path):
+                raise FileExistsError(path)
+            fs.pipe_file(path, data)
+
+    return _create_or_compare(fs, path, data, create)
+
+
+def _create_or_compare(fs: AbstractFileSystem, path: str, data: bytes, create: Callable[[], None]) -> bool:
+    """`create()` the object (it raises FileExistsError when the name is taken); if it exists,
+    False when it holds `data`, ObjectConflict when it holds other bytes; created again when it
+    vanished between the refused create and the read (a claim being released)."""
     for _ in range(3):
         try:
-            if _is_local_fs(fs):
-                _local_create(path, data)
-            elif "s3" in _protocols(fs):
-                fs.pipe_file(path, data, mode="create")
-            else:  # best effort elsewhere: exists-then-write
-                if fs.exists(path):
-                    raise FileExistsError(path)
-                fs.pipe_file(path, data)
+            create()
             return True
         except FileExistsError:
             try:
-                existing = fs.cat_file(path)
+                existing = read_bytes(fs, path)
             except FileNotFoundError:
-                continue  # deleted between our create and our read (a released claim): try again
+                continue
             if existing != data:
                 raise ObjectConflict(path) from None
             return False
@@ -170,39 +181,24 @@ def put_immutable_each(fs: AbstractFileSystem, paths: list[str], data: bytes) ->
     300-600 us on this project's ext4 disk, a link a tenth of that; an ingest batch claims 250
     traces this way. The paths share one inode, which is safe because no object is ever written
     in place, only created and deleted. Elsewhere, one put_immutable per path on threads."""
-    if not _is_local_fs(fs):
-
-        def one(path: str) -> bool | ObjectConflict:
-            try:
-                return put_immutable(fs, path, data)
-            except ObjectConflict as exc:
-                return exc
-
-        return map_io(one, paths)
     if not paths:
         return []
+    if not _is_local_fs(fs):
+        return map_io(lambda path: _outcome(lambda: put_immutable(fs, path, data)), paths)
     for folder in {os.path.dirname(p) for p in paths}:
         os.makedirs(folder, exist_ok=True)
     tmp = _write_temp(os.path.dirname(paths[0]), data)
     try:
-        return [_link_exclusive(tmp, path, data) for path in paths]
+        return [_outcome(lambda path=path: _create_or_compare(fs, path, data, lambda: os.link(tmp, path))) for path in paths]
     finally:
         os.unlink(tmp)
 
 
-def _link_exclusive(tmp: str, path: str, data: bytes) -> bool | ObjectConflict:
-    for _ in range(3):
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            try:
-                with open(path, "rb") as f:
-                    existing = f.read()
-            except FileNotFoundError:
-                continue  # deleted between our link and our read (a released claim): try again
-            return False if existing == data else ObjectConflict(path)
-    return ObjectConflict(path, f"{path} keeps appearing and disappearing; another writer is busy with it")
+def _outcome(put: Callable[[], bool]) -> bool | ObjectConflict:
+    try:
+        return put()
+    except ObjectConflict as exc:
+        return exc
 
 
 def map_io(fn, items, *, workers: int = 16) -> list:
