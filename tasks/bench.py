@@ -278,13 +278,19 @@ def _proc_jiffies(pids: list[int]) -> int:
     """User and system CPU of `pids` so far, in clock ticks."""
     total = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
+        fields = _stat_fields(pid)
+        if len(fields) > 12:
             total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
     return total
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...); [] when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def _cpu_jiffies() -> dict[str, int]:
@@ -311,13 +317,8 @@ def _is_prefect_server(pid: int) -> bool:
 def _tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+        if entry.isdigit() and len(fields := _stat_fields(int(entry))) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
