@@ -172,8 +172,6 @@ def qa(
 
 def _day(value: str | None) -> date | None:
     """A YYYY-MM-DD option as a date (typer has datetimes, not dates)."""
-    from datetime import date
-
     try:
         return date.fromisoformat(value) if value else None
     except ValueError:
