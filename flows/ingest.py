@@ -85,7 +85,7 @@ def ingest_inbox(
         summary.pending = sorted(t.trace_id for t in scan.by_status("pending"))
         listings = {t.trace_id: t for t in candidates}
         for group in plan_batches(candidates, settings):
-            info, won = claim_batch(claims, run_id, [t.trace_id for t in group])
+            info, won = claim_batch(claims, run_id, [t.trace_id for t in group], logger=logger)
             yield info, won, listings, False
 
     def record(report: BatchReport) -> None:

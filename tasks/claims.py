@@ -20,21 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from fsspec import AbstractFileSystem
 
 from lake.storage import join, map_io, mtime_of, put_immutable, put_immutable_each, rm_quiet
-from schemas.errors import LeaseLost
+from schemas.errors import LeaseLost, is_transient
 from schemas.types import TRACE_ID_RE
 from tasks._prefect import stage_task
 
 __all__ = ["BatchInfo", "Claims", "Owner", "claim_batch", "recover_batches", "safe_key"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,29 @@ def recover_batches(claims: Claims) -> list[tuple[BatchInfo, list[str]]]:
     return [(info, claims.members(info)) for info in claims.orphans()]
 
 
-@stage_task("claim-batch", retry_after=[2, 10])
-def claim_batch(claims: Claims, run_id: str, trace_ids: list[str]) -> tuple[BatchInfo, list[str]]:
-    """Open a batch and claim its traces; returns the batch and the traces this run won."""
-    return claims.open_batch(run_id, trace_ids)
+def claim_batch(
+    claims: Claims,
+    run_id: str,
+    trace_ids: list[str],
+    *,
+    retry_after: Sequence[float] = (2, 10),
+    logger: logging.Logger | logging.LoggerAdapter = log,
+) -> tuple[BatchInfo, list[str]]:
+    """Open a batch and claim its traces; returns the batch and the traces this run won. A
+    transient storage error is retried after each delay in `retry_after` (seconds), as a stage
+    task's would be.
+
+    Not a Prefect task of its own: a task run costs the Prefect server ~30 ms of CPU, and a run
+    opens a batch per 50,000 events. The batch shows in the UI as its `ingest-batch` task. A retry
+    opens a new batch; claims the failed try made stay with its batch, which a later run takes
+    over once that batch's lease runs out (`recover_batches`)."""
+    delays = list(retry_after)
+    while True:
+        try:
+            return claims.open_batch(run_id, trace_ids)
+        except Exception as exc:
+            if not delays or not is_transient(exc):
+                raise
+            delay = delays.pop(0)
+            logger.warning("claiming a batch of %d traces failed (%s); retrying in %g s", len(trace_ids), exc, delay)
+            time.sleep(delay)
