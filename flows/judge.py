@@ -43,7 +43,7 @@ class JudgeSummary:
                 }
                 for r in self.rows
             ),
-            key=lambda r: r["trace_id"],
+            key=lambda r: (not r["error"], r["trace_id"]),  # failures first: a large run's table is cut short
         )
 
     def markdown(self) -> str:

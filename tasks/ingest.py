@@ -547,7 +547,7 @@ class IngestSummary:
         return Counter(reason for _, reason, _ in self.quarantined)
 
     def rows(self) -> list[dict[str, str]]:
-        """One row per trace: what happened to it."""
+        """One row per trace: what happened to it; the ingested ones last."""
         rows = [{"trace_id": t, "outcome": "ingested", "reason": "", "detail": ""} for t in self.ingested]
         rows += [{"trace_id": t, "outcome": "quarantined", "reason": r, "detail": m} for t, r, m in self.quarantined]
         rows += [
@@ -560,7 +560,8 @@ class IngestSummary:
         rows += [
             {"trace_id": t, "outcome": "in progress", "reason": "", "detail": "claimed by another run"} for t in self.in_progress
         ]
-        return sorted(rows, key=lambda r: (r["outcome"], r["trace_id"]))
+        # What needs a look first (the artifact table shows only the first rows of a large run).
+        return sorted(rows, key=lambda r: (r["outcome"] == "ingested", r["outcome"], r["trace_id"]))
 
     def markdown(self) -> str:
         lines = [

@@ -19,6 +19,8 @@ from lake.tables import LakeTables
 from schemas.errors import ConfigError
 from schemas.tables import TRACES
 from tasks.frames import polars_schema, to_arrow
+from tasks.ingest import IngestSummary
+from tasks.publish import MAX_TABLE_ROWS, bounded
 from tests.conftest import EXAMPLES, REPO
 from tests.tracegen import write_trace
 
@@ -63,6 +65,20 @@ def test_run_publishes_prefect_artifacts(tmp_path, prefect_api):
     assert table.type == "table" and "t-art" in str(table.data) and "ingested" in str(table.data)
     summary = asyncio.run(latest("ingest-summary"))
     assert summary.type == "markdown" and "ingested: **1** traces" in summary.data
+
+
+def test_large_run_table_shows_problems_first_and_stays_bounded():
+    summary = IngestSummary(
+        ingested=[f"t-{i:04d}" for i in range(MAX_TABLE_ROWS + 10)],
+        quarantined=[("t-9999", "chain_mismatch", "trace t-9999: chain_head ...")],
+        pending=["t-0000p"],
+    )
+    rows = bounded(summary.rows())
+    assert len(rows) == MAX_TABLE_ROWS
+    assert [r["outcome"] for r in rows[:2]] == ["pending", "quarantined"] and rows[1]["trace_id"] == "t-9999"
+    assert rows[-1] == {"trace_id": "… 13 more rows (see the lake's tables)", "outcome": "", "reason": "", "detail": ""}
+    assert rows[2]["trace_id"] == "t-0000" and rows[-2]["trace_id"] == f"t-{MAX_TABLE_ROWS - 4:04d}"
+    assert bounded(summary.rows()[:MAX_TABLE_ROWS]) == summary.rows()[:MAX_TABLE_ROWS]
 
 
 def test_older_table_evolves_in_place(storage_url, prefect_api):
