@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from schemas.errors import PrtError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     name="prt",
@@ -29,6 +34,19 @@ InboxOpt = Annotated[
     str | None, typer.Option("--inbox", help="Inbox URL (default: $PRT_INBOX or ./data/inbox).", show_default=False)
 ]
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="Lake URL (default: $PRT_LAKE or ./data/lake).", show_default=False)]
+
+
+def _runs_flows(command: Callable[P, R]) -> Callable[P, R]:
+    """For a command that runs flows: they run as local runs (flows.local_runs)."""
+
+    @functools.wraps(command)  # typer reads the options from the wrapped signature
+    def run_locally(*args: P.args, **kwargs: P.kwargs) -> R:
+        from flows import local_runs
+
+        with local_runs():
+            return command(*args, **kwargs)
+
+    return run_locally
 
 
 @app.callback()
@@ -118,6 +136,7 @@ def _print_ingest(summary) -> None:
 
 
 @app.command()
+@_runs_flows
 def ingest(
     inbox: InboxOpt = None,
     lake: LakeOpt = None,
@@ -153,6 +172,7 @@ SandboxOpt = Annotated[
 
 
 @app.command()
+@_runs_flows
 def qa(
     lake: LakeOpt = None,
     trace_id: TraceIdsOpt = None,
@@ -217,6 +237,7 @@ def _print_judge(summary) -> None:
 
 
 @app.command()
+@_runs_flows
 def judge(lake: LakeOpt = None, judge: JudgeOpt = None, trace_id: TraceIdsOpt = None) -> None:
     """Score traces on the six-part rubric (heuristic offline, or any OpenAI-compatible model)."""
     from flows.judge import judge_traces
@@ -225,6 +246,7 @@ def judge(lake: LakeOpt = None, judge: JudgeOpt = None, trace_id: TraceIdsOpt = 
 
 
 @app.command()
+@_runs_flows
 def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = None, judge: JudgeOpt = None) -> None:
     """Ingest the inbox, verify the new traces, score them (the scheduled job)."""
     from flows.process import process_inbox
@@ -239,6 +261,7 @@ def _print_process(result) -> None:
 
 
 @app.command()
+@_runs_flows
 def reprocess(
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -272,6 +295,7 @@ def reprocess(
 
 
 @app.command()
+@_runs_flows
 def maintain(
     lake: LakeOpt = None,
     retention_days: Annotated[int | None, typer.Option(help="Default: $PRT_RETENTION_DAYS or 90.", show_default=False)] = None,
@@ -290,6 +314,7 @@ def maintain(
 
 
 @app.command()
+@_runs_flows
 def forget(
     participant: Annotated[str, typer.Option("--participant", help="The participant id as clients send it.")],
     lake: LakeOpt = None,
@@ -351,6 +376,7 @@ def export(
 
 
 @app.command()
+@_runs_flows
 def report(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its plots.")], lake: LakeOpt = None
 ) -> None:
@@ -362,6 +388,7 @@ def report(
 
 
 @app.command()
+@_runs_flows
 def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     """Upload the three example sessions into the inbox and run the pipeline on them."""
     from client.upload import find_trace_dirs, upload_trace_dir

@@ -763,4 +763,7 @@ if __name__ == "__main__":
     }
     if kind not in children:
         raise SystemExit(f"unknown bench child {kind}")
-    print(json.dumps(children[kind](*rest), default=str))
+    from flows import local_runs
+
+    with local_runs():  # as `prt` runs flows
+        print(json.dumps(children[kind](*rest), default=str))

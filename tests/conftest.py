@@ -137,6 +137,15 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
     log.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _local_flow_runs() -> Iterator[None]:
+    """Flows called in tests run as `prt` runs them (flows.local_runs): no heartbeat to wait for."""
+    from flows import local_runs
+
+    with local_runs():
+        yield
+
+
 @pytest.fixture
 def prefect_api(prefect_server) -> Iterator[str]:
     """Run flows in this test against the session's Prefect server."""
