@@ -13,7 +13,7 @@ from lake.storage import fs_for
 from lake.tables import LakeTables
 from schemas.settings import DEV_PSEUDONYM_KEY, get_ingest_settings, get_settings
 from tasks.claims import BatchInfo, Claims, claim_batch, recover_batches, safe_key
-from tasks.inbox import TraceListing, scan_inbox_task
+from tasks.inbox import TraceListing, scan_inbox_task, scan_parts
 from tasks.ingest import (
     BatchReport,
     IngestSummary,
@@ -69,24 +69,33 @@ def ingest_inbox(
 
     def batches() -> Iterator[tuple[BatchInfo, list[str], dict[str, TraceListing], bool]]:
         """(batch, members, listings, resumed) for every batch of this run, orphans first; each
-        new batch is claimed only when it is about to run."""
+        new batch is claimed only when it is about to run, and the first ones run while the rest
+        of the inbox is still being scanned (tasks.inbox.scan_parts)."""
         orphans = recover_batches(claims)
         if orphans:
             scan = scan_inbox_task(inbox_fs, inbox_root, settings)
             for info, members in orphans:
                 logger.info("resuming batch %s left by an earlier run (%d traces)", info.batch_id, len(members))
                 yield info, members, scan.traces, True
-        scan = scan_inbox_task(inbox_fs, inbox_root, settings)
-        claimed = claims.claimed()
-        candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
-        candidates += [stray_listing(inbox_root, obj) for obj in scan.stray]
-        summary.in_progress = sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
-        candidates = [t for t in candidates if safe_key(t.trace_id) not in claimed]
-        summary.pending = sorted(t.trace_id for t in scan.by_status("pending"))
-        listings = {t.trace_id: t for t in candidates}
-        for group in plan_batches(candidates, settings):
+
+        def claimed_batch(group: list[TraceListing]) -> tuple[BatchInfo, list[str], dict[str, TraceListing], bool]:
             info, won = claim_batch(claims, run_id, [t.trace_id for t in group], logger=logger)
-            yield info, won, listings, False
+            return info, won, {t.trace_id: t for t in group}, False
+
+        claimed = claims.claimed()
+        waiting: list[TraceListing] = []  # the last, perhaps not full, batch of a part: joins the next part
+        for part in scan_parts(inbox_fs, inbox_root):
+            scan = scan_inbox_task(inbox_fs, inbox_root, settings, part=quote(part))
+            candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
+            candidates += [stray_listing(inbox_root, obj) for obj in scan.stray]
+            summary.in_progress += sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
+            summary.pending += sorted(t.trace_id for t in scan.by_status("pending"))
+            groups = plan_batches(waiting + [t for t in candidates if safe_key(t.trace_id) not in claimed], settings)
+            waiting = groups.pop() if groups else []
+            for group in groups:
+                yield claimed_batch(group)
+        if waiting:
+            yield claimed_batch(waiting)
 
     def record(report: BatchReport) -> None:
         summary.add(report)
@@ -112,15 +121,16 @@ def ingest_inbox(
         with BatchPool(settings.workers) as pool:
             running: deque = deque()
             for info, members, listings, resumed in batches():
+                # One batch more than there are workers: it waits in the pool's queue, claimed and
+                # ready, so a worker that finishes starts the next batch at once instead of idling
+                # while this process claims one (or scans the next part of the inbox: that happens
+                # above, while the workers are busy). Its data is read only when a worker takes it.
+                while len(running) > settings.workers:
+                    record(running.popleft().result())
                 own = {t: listings[t] for t in members if t in listings}
                 running.append(
                     ingest_batch_task.submit(pool, info, members, quote(own), inbox, lake, settings, claims, resumed=resumed)
                 )
-                # One batch more than there are workers: it waits in the pool's queue, claimed and
-                # ready, so a worker that finishes starts the next batch at once instead of idling
-                # while this process claims one. Its data is read only when a worker takes it.
-                if len(running) > settings.workers:
-                    record(running.popleft().result())
             while running:
                 record(running.popleft().result())
 

@@ -28,6 +28,7 @@ __all__ = [
     "is_local",
     "join",
     "list_files",
+    "list_folders",
     "map_io",
     "mtime_of",
     "put_immutable",
@@ -225,15 +226,16 @@ def mtime_of(info: dict[str, Any]) -> float:
     return time.time()
 
 
-def list_files(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+def list_files(fs: AbstractFileSystem, root: str, *, recursive: bool = True) -> dict[str, dict[str, Any]]:
     """Every object under `root`, {path: {"size", "mtime", "islink"}}; {} when root is absent.
+    Not `recursive`: only the objects directly in `root` (its folders are left out).
 
     On a local disk this walks with os.scandir (one lstat per entry: scanning a 5,000-trace inbox
     takes a quarter of the time of fsspec's find, which stats every entry twice). Like find, it
     never follows a symbolic link: a linked file or folder is one object with islink=True."""
     if not _is_local_fs(fs):
         try:
-            return fs.find(root, detail=True, withdirs=False)
+            return fs.find(root, detail=True, withdirs=False, **({} if recursive else {"maxdepth": 1}))
         except FileNotFoundError:
             return {}
     out: dict[str, dict[str, Any]] = {}
@@ -247,11 +249,23 @@ def list_files(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
         for e in entries:
             link = e.is_symlink()
             if not link and e.is_dir(follow_symlinks=False):
-                stack.append(e.path)
+                if recursive:
+                    stack.append(e.path)
                 continue
             st = e.stat(follow_symlinks=False)
             out[e.path] = {"size": st.st_size, "mtime": st.st_mtime, "islink": link}
     return out
+
+
+def list_folders(fs: AbstractFileSystem, root: str) -> list[str] | None:
+    """Names of the folders directly in `root` (not links to folders), sorted; [] when root is
+    absent. None on an object store, which has no folders to list cheaply."""
+    if not _is_local_fs(fs):
+        return None
+    try:
+        return sorted(e.name for e in os.scandir(root) if not e.is_symlink() and e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from typing import Literal
 from fsspec import AbstractFileSystem
 from pydantic import ValidationError
 
-from lake.storage import join, list_files, mtime_of, read_many, remove_files
+from lake.storage import join, list_files, list_folders, mtime_of, read_many, remove_files
 from schemas.errors import TraceRejected
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
 from schemas.manifest import Complete
@@ -28,6 +28,7 @@ from tasks._prefect import stage_task
 __all__ = [
     "InboxObject",
     "InboxScan",
+    "ScanPart",
     "TraceBlobs",
     "TraceListing",
     "classify",
@@ -36,6 +37,7 @@ __all__ = [
     "parse_complete",
     "prune_empty_dirs",
     "scan_inbox",
+    "scan_parts",
 ]
 
 Status = Literal["ready", "pending", "expired", "rejected"]
@@ -119,11 +121,48 @@ def parse_complete(trace_id: str, data: bytes) -> Complete:
         ) from None
 
 
-def scan_inbox(fs: AbstractFileSystem, root: str, settings: IngestSettings, *, now: float | None = None) -> InboxScan:
-    """List the inbox and classify every trace folder. Reads only the complete.json objects."""
+@dataclass(frozen=True)
+class ScanPart:
+    """One part of an inbox scan (`scan_parts`)."""
+
+    folders: tuple[str, ...] | None
+    """The trace folders to list; None: the whole inbox."""
+    root: bool = True
+    """Also list the objects at the inbox root (strays)."""
+
+
+def scan_parts(fs: AbstractFileSystem, root: str, *, first: int = 256, growth: int = 4) -> list[ScanPart]:
+    """How to scan the inbox so that ingest can start on the first traces while the rest are listed.
+
+    On a local disk: the trace folders in name order, `first` of them, then `growth` times as
+    many as the part before (256, 1,024, 4,096, ...: few parts, a short wait for the first); the
+    first part also takes the objects at the root. Elsewhere one part, the whole inbox: an object
+    store lists it in one stream of pages either way."""
+    names = list_folders(fs, root)
+    if names is None:
+        return [ScanPart(None)]
+    parts = [ScanPart((), root=True)] if not names else []
+    size, i = first, 0
+    while i < len(names):
+        parts.append(ScanPart(tuple(names[i : i + size]), root=i == 0))
+        i += size
+        size *= growth
+    return parts
+
+
+def scan_inbox(
+    fs: AbstractFileSystem, root: str, settings: IngestSettings, *, now: float | None = None, part: ScanPart | None = None
+) -> InboxScan:
+    """List the inbox (or one `part` of it) and classify every trace folder. Reads only the
+    complete.json objects."""
     now = time.time() if now is None else now
     fs.invalidate_cache()
-    found = list_files(fs, root)
+    if part is None or part.folders is None:
+        found = list_files(fs, root)
+    else:
+        found = list_files(fs, root, recursive=False) if part.root else {}
+        for name in part.folders:
+            found.update(list_files(fs, join(root, name)))
     traces: dict[str, TraceListing] = {}
     stray: list[InboxObject] = []
     for path, info in found.items():

@@ -62,14 +62,23 @@ class BatchPool:
         ctx.set_forkserver_preload(PRELOAD)
         self.workers = workers
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm)
+        self._spawned = False
 
     def start(self) -> None:
         """Start every worker now (the fork server too, on first use) instead of at the first batch."""
+        self._spawned = True
         list(self._executor.map(_ready, range(self.workers)))
 
     def submit(self, *args, **kwargs) -> Future[BatchReport]:
-        """`run_batch(*args, **kwargs)` in a worker."""
-        return self._executor.submit(run_batch, *args, **kwargs)
+        """`run_batch(*args, **kwargs)` in a worker. The first call starts every worker, not just
+        one: the executor would start the next only with the next batch, and a worker takes
+        0.1-0.2 s to fork and warm up."""
+        future = self._executor.submit(run_batch, *args, **kwargs)
+        if not self._spawned:
+            self._spawned = True
+            for i in range(self.workers - 1):
+                self._executor.submit(_ready, i)
+        return future
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -77,3 +77,25 @@ def test_a_killed_worker_fails_the_run_and_the_next_run_finishes_it(tmp_path, cl
     assert lk.metrics().collect().height == N - 1
     assert lk.quarantine().collect().select("trace_id", "reason").rows() == [("t-05", "chain_mismatch")]
     assert objects(inbox) == {} and not [k for k in objects(lake) if k.startswith("_ingest/")]
+
+
+def test_batches_start_while_the_inbox_is_still_scanned(tmp_path, cli_env):
+    """More traces than the first scan part (256): batches are planned part by part, the last
+    batch of each part waits for the next one, and every trace is ingested exactly once."""
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    n = 300
+    for i in range(n):
+        write_trace(inbox, f"t-{i:03d}", n_notes=0, chunk_max_events=10)
+    env = {**cli_env, "PRT_INBOX": inbox, "PRT_LAKE": lake, "PRT_BATCH_MAX_TRACES": "40"}
+    out = subprocess.run(
+        [sys.executable, "-m", "client.cli", "ingest", "--workers", "2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    lk = Lake(lake)
+    traces = lk.traces().collect()
+    assert sorted(traces["trace_id"]) == [f"t-{i:03d}" for i in range(n)]
+    # Parts of 256 and 44 folders: 6 full batches, then the 16 left over join the next part
+    # (40 + 20): 8 batches, none over the limit, as one whole scan would plan them.
+    assert traces.group_by("batch_id").len()["len"].sort().to_list() == [20, 40, 40, 40, 40, 40, 40, 40]
+    assert lk.events().collect().height == 5 * n and objects(inbox) == {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from lake.storage import list_files, put_immutable_each, read_bytes, read_many, remove_files
+from lake.storage import list_files, list_folders, put_immutable_each, read_bytes, read_many, remove_files
 from schemas.errors import ObjectConflict
 
 
@@ -47,6 +47,10 @@ def test_list_files_matches_fsspec_find_and_never_follows_links(tmp_path):
         if not info["islink"]:
             assert info["size"] == theirs[path]["size"] == os.path.getsize(path)
     assert list_files(fs, str(tmp_path / "missing")) == {}
+    # Not recursive: the files and links at the root only, as find with maxdepth=1 lists them.
+    top = list_files(fs, str(root), recursive=False)
+    assert sorted(top) == sorted(fs.find(str(root), maxdepth=1, withdirs=False)) == [str(root / "stray.txt"), str(root / "t2")]
+    assert list_folders(fs, str(root)) == ["t1"] and list_folders(fs, str(tmp_path / "missing")) == []
 
 
 def test_local_reads_and_removes_match_fsspec_and_never_follow_links(tmp_path):
