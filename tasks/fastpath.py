@@ -37,9 +37,12 @@ READ_SCHEMA: dict[str, pl.DataType] = {
     "framework": _STR, "passed": _INT, "failed": _INT, "errors": _INT, "skipped": _INT, "failing_tests": pl.List(_STR),
     "sha": _STR, "message": _STR, "kind": _STR, "text": _STR,
 }  # fmt: skip
-_KEY = r'[{,]\s*"(?:[^"\\]|\\.)*"\s*:\s*\S'
-"""A key and the first character of its value. Inside JSON strings every quote is escaped, so this
-matches real keys only (of the line and of nested objects)."""
+_KEY = r'[{,]\s*"(?:[^"\\]|\\.)*"\s*:\s*["\[{ntf]?'
+"""A key and the first character of its value unless that is a number's (a digit or a minus): a
+string, list, object, null or boolean value says so by its first character, a number by having
+none. Every number then gives the same signature, with no pass to fold its digits. Inside JSON
+strings every quote is escaped, so this matches real keys only (of the line and of nested
+objects)."""
 _JSON_STR = r'"(?:[^"\\]|\\.)*"'
 _STRING_LIST = rf'"failing_tests"\s*:\s*\[\s*(?:{_JSON_STR}\s*(?:,\s*{_JSON_STR}\s*)*)?\]'
 _STRING_FIELDS = sorted(n for n, t in READ_SCHEMA.items() if t == _STR)
@@ -122,7 +125,7 @@ def _safe_path(p: pl.Expr) -> pl.Expr:
     return p.is_null() | ~unsafe
 
 
-_SIG_KEY = re.compile(r'[{,]\s*"((?:[^"\\]|\\.)*)"\s*:\s*(\S)')
+_SIG_KEY = re.compile(r'[{,]\s*"((?:[^"\\]|\\.)*)"\s*:\s*(["\[{ntf]?)')
 
 
 @lru_cache(maxsize=4096)
@@ -138,7 +141,7 @@ def _signature_ok(event_type: str | None, signature: str) -> tuple[bool, bool]:
         if name in _STRING_FIELDS:
             ok = first == '"' or (first == "n" and name in _OPTIONAL)
         elif name in _NUMBER_FIELDS:
-            ok = first == "9"  # digits and signs were folded to 9 in the signature
+            ok = first == ""  # a number: the signature keeps none of its characters
         else:
             ok = first == "["
         if not ok:
@@ -150,10 +153,7 @@ def _keys_ok(df: pl.DataFrame) -> pl.DataFrame:
     """Per row: every key known for the row's type (unknown ones become `extra`: pydantic's job),
     none repeated (polars keeps the first of two, pydantic the last), and every value of the JSON
     type the model wants (polars would turn a number into a string; pydantic refuses it)."""
-    # Digits and signs fold to 9, so that every number value gives the same signature. Known
-    # keys hold neither, so folding them inside a key name changes no verdict: such a key is
-    # unknown before and after (and half the cost of folding only the value characters).
-    sig = pl.col("_keys").list.join("").str.replace_all(r"[-0-9]", "9").alias("_sig")
+    sig = pl.col("_keys").list.join("").alias("_sig")
     df = df.with_columns(sig)
     unique = df.select("type", "_sig").unique()
     checked = [_signature_ok(t, sg) for t, sg in unique.iter_rows()]
