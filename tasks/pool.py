@@ -66,19 +66,24 @@ class BatchPool:
 
     def start(self) -> None:
         """Start every worker now (the fork server too, on first use) instead of at the first batch."""
-        self._spawned = True
-        list(self._executor.map(_ready, range(self.workers)))
+        for ready in self._spawn(self.workers):
+            ready.result()
 
     def submit(self, *args, **kwargs) -> Future[BatchReport]:
         """`run_batch(*args, **kwargs)` in a worker. The first call starts every worker, not just
         one: the executor would start the next only with the next batch, and a worker takes
         0.1-0.2 s to fork and warm up."""
         future = self._executor.submit(run_batch, *args, **kwargs)
-        if not self._spawned:
-            self._spawned = True
-            for i in range(self.workers - 1):
-                self._executor.submit(_ready, i)
+        self._spawn(self.workers - 1)
         return future
+
+    def _spawn(self, n: int) -> list[Future[int]]:
+        """Once per pool: `n` trivial jobs, each of which the executor starts a new worker for
+        (it starts one per job while none is idle, up to `workers`)."""
+        if self._spawned:
+            return []
+        self._spawned = True
+        return [self._executor.submit(_ready, i) for i in range(n)]
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
