@@ -25,6 +25,7 @@ from schemas.errors import ObjectConflict, StorageUnavailable
 __all__ = [
     "delta_storage_options",
     "fs_for",
+    "io_threads",
     "is_local",
     "join",
     "list_files",
@@ -129,7 +130,10 @@ def remove_files(fs: AbstractFileSystem, paths: list[str]) -> None:
 def rm_quiet(fs: AbstractFileSystem, path: str, *, recursive: bool = False) -> None:
     """Remove `path`; already gone is fine (a re-run, or another run that got there first)."""
     with contextlib.suppress(FileNotFoundError):
-        fs.rm(path, recursive=recursive)
+        if recursive or not _is_local_fs(fs):
+            fs.rm(path, recursive=recursive)
+        else:
+            os.remove(path)  # a plain unlink, as remove_files does
 
 
 def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
@@ -185,7 +189,7 @@ def put_immutable_each(fs: AbstractFileSystem, paths: list[str], data: bytes) ->
     if not paths:
         return []
     if not _is_local_fs(fs):
-        return map_io(lambda path: _outcome(lambda: put_immutable(fs, path, data)), paths)
+        return map_io(lambda path: _outcome(lambda: put_immutable(fs, path, data)), paths, workers=io_threads(fs))
     for folder in {os.path.dirname(p) for p in paths}:
         os.makedirs(folder, exist_ok=True)
     tmp = _write_temp(os.path.dirname(paths[0]), data)
@@ -203,16 +207,29 @@ def _outcome(put: Callable[[], bool]) -> bool | ObjectConflict:
 
 
 def map_io(fn, items, *, workers: int = 16) -> list:
-    """`fn` over `items` on a thread pool, results in order. Object-store calls wait on the
-    network, not on the GIL: many small objects go several times faster together. On a local
-    disk, deletes wait on the journal and go about 1.5 times faster together; creates and reads
-    gain nothing and cost more CPU. Running local work one after another instead was measured
-    with `prt bench` and came out the same end to end, so one code path serves both."""
+    """`fn` over `items` on a thread pool of up to `workers` threads, results in order; one
+    worker: one after another, no pool. `io_threads` says how many suit a store."""
     items = list(items)
-    if len(items) <= 1:
+    if len(items) <= 1 or workers <= 1:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))
+
+
+LOCAL_DELETE_THREADS = int(os.environ.get("PRT_LOCAL_DELETE_THREADS", "4"))
+
+
+def io_threads(fs: AbstractFileSystem, *, deletes: bool = False) -> int:
+    """Threads for many small calls on `fs`. An object store's calls wait on the network: 16 at
+    once. A local disk's creates and reads do not wait, so threads only add GIL hand-offs: a
+    batch's 250 archives were written and read back in 32 ms one after another and in 89 ms
+    on 16 threads (tmpfs; 56 against 104 on ext4). Its deletes can wait on the journal (ext4:
+    250 traces' objects in 240-280 ms one after another, 140-150 ms on 16 threads, 140-180 ms
+    on 4, with a quarter less CPU than 16); on tmpfs they never wait, and 4 threads cost 60 ms
+    of CPU where one costs 17."""
+    if not _is_local_fs(fs):
+        return 16
+    return LOCAL_DELETE_THREADS if deletes else 1
 
 
 def mtime_of(info: dict[str, Any]) -> float:

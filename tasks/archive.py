@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from fsspec import AbstractFileSystem
 
-from lake.storage import join, map_io, put_immutable, read_bytes, read_many
+from lake.storage import io_threads, join, map_io, put_immutable, read_bytes, read_many
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST
 from tasks.assemble import AssembledTrace
 from tasks.inbox import TraceListing
@@ -138,7 +138,7 @@ def put_verified(fs: AbstractFileSystem, objects: dict[str, bytes]) -> None:
         put_immutable(fs, path, data)
         return None if read_bytes(fs, path) == data else path
 
-    bad = [p for p in map_io(put_and_check, objects.items()) if p]
+    bad = [p for p in map_io(put_and_check, objects.items(), workers=io_threads(fs)) if p]
     if bad:
         raise OSError(f"archive copy {bad[0]} does not read back as written; the inbox objects were kept")
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from fsspec import AbstractFileSystem
 
-from lake.storage import join, map_io, mtime_of, put_immutable, put_immutable_each, rm_quiet
+from lake.storage import io_threads, join, map_io, mtime_of, put_immutable, put_immutable_each, rm_quiet
 from schemas.errors import LeaseLost, is_transient
 from schemas.types import TRACE_ID_RE
 from tasks._prefect import stage_task
@@ -229,7 +229,7 @@ class Claims:
     # -- closing --------------------------------------------------------------------------------
 
     def release(self, trace_ids: list[str]) -> None:
-        map_io(lambda tid: rm_quiet(self.fs, self._claim(tid)), trace_ids)
+        map_io(lambda tid: rm_quiet(self.fs, self._claim(tid)), trace_ids, workers=io_threads(self.fs, deletes=True))
 
     def close_batch(self, info: BatchInfo, trace_ids: list[str]) -> None:
         """Remove the batch's claims, then the batch folder (journal and leases) last."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import polars as pl
 from fsspec import AbstractFileSystem
 
-from lake.storage import fs_for, map_io
+from lake.storage import fs_for, io_threads, map_io
 from lake.tables import LakeTables
 from schemas.errors import TraceRejected
 from schemas.settings import IngestSettings
@@ -433,7 +433,7 @@ def clean_batch(prep: PreparedBatch, inbox_fs: AbstractFileSystem, claims: Claim
     """Delete the batch's inbox objects (all copied and verified by now), then release the batch."""
     _fault("before_inbox_delete")
     listings = [*(prep.listings[t.trace_id] for t in prep.accepted), *(r.listing for r in prep.rejected), *prep.finished]
-    map_io(lambda listing: delete_trace_objects(inbox_fs, listing), listings)
+    map_io(lambda listing: delete_trace_objects(inbox_fs, listing), listings, workers=io_threads(inbox_fs, deletes=True))
     _fault("after_inbox_delete")
     claims.close_batch(prep.info, prep.claimed)
 

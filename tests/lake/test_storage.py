@@ -9,7 +9,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from lake.storage import list_files, list_folders, put_immutable_each, read_bytes, read_many, remove_files
+from lake.storage import list_files, list_folders, put_immutable_each, read_bytes, read_many, remove_files, rm_quiet
 from schemas.errors import ObjectConflict
 
 
@@ -77,6 +77,14 @@ def test_local_reads_and_removes_match_fsspec_and_never_follow_links(tmp_path):
     assert (outside / "keep").read_bytes() == b"keep me"
     with pytest.raises(FileNotFoundError):
         remove_files(fs, [str(tmp_path / "a")])
+
+    # rm_quiet: a plain unlink too (a link goes, its target stays); already gone is fine.
+    os.symlink(outside / "keep", tmp_path / "link-again")
+    for name in ("b", "link-again", "never-there"):
+        rm_quiet(fs, str(tmp_path / name))
+    assert sorted(os.listdir(tmp_path)) == ["outside"] and (outside / "keep").read_bytes() == b"keep me"
+    rm_quiet(fs, str(outside), recursive=True)
+    assert os.listdir(tmp_path) == []
 
 
 def test_put_immutable_each_is_exclusive_per_path_when_two_writers_race(tmp_path):

@@ -44,7 +44,9 @@ def test_each_broken_trace_is_named_with_its_rule():
     events = frames["events"].with_columns(
         # t-0: a repeated seq; t-2: a digest that is not hex
         seq=pl.when((pl.col("trace_id") == "t-0") & (pl.col("seq") == 3)).then(2).otherwise(pl.col("seq")),
-        line_sha256=pl.when((pl.col("trace_id") == "t-2") & (pl.col("seq") == 1)).then(pl.lit("zz")).otherwise(pl.col("line_sha256")),
+        line_sha256=pl.when((pl.col("trace_id") == "t-2") & (pl.col("seq") == 1))
+        .then(pl.lit("zz"))
+        .otherwise(pl.col("line_sha256")),
     )
     traces = frames["traces"].with_columns(
         duration_s=pl.when(pl.col("trace_id") == "t-1").then(-5.0).otherwise(pl.col("duration_s"))
