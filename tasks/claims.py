@@ -36,7 +36,7 @@ from schemas.errors import LeaseLost, is_transient
 from schemas.types import TRACE_ID_RE
 from tasks._prefect import stage_task
 
-__all__ = ["BatchInfo", "Claims", "Owner", "claim_batch", "recover_batches", "safe_key"]
+__all__ = ["BatchInfo", "Claims", "Owner", "claim_batch", "process_started", "recover_batches", "safe_key"]
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,25 @@ class Owner:
 
     @classmethod
     def me(cls) -> Owner:
-        return cls(socket.gethostname(), os.getpid(), _proc_start(os.getpid()), uuid.uuid4().hex)
+        return cls(socket.gethostname(), os.getpid(), process_started(os.getpid()), uuid.uuid4().hex)
 
     def is_dead_here(self) -> bool:
         """True when the owner ran on this host and its process is gone."""
         if self.host != socket.gethostname():
             return False
-        return _proc_start(self.pid) != self.started or not os.path.exists(f"/proc/{self.pid}")
+        return process_started(self.pid) != self.started or not os.path.exists(f"/proc/{self.pid}")
 
 
-def _proc_start(pid: int) -> str:
+def process_started(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, from /proc), "" when there is no such
+    process or it is a zombie (dead, not yet reaped): with the pid, it names one live process,
+    even after the pid is reused."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
         return ""
+    return "" if len(fields) < 20 or fields[0] == b"Z" else fields[19].decode()
 
 
 @dataclass(frozen=True)

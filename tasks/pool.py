@@ -9,7 +9,9 @@ claims and the Delta app transactions already make concurrent batches safe (the 
 that let several ingest runs share one inbox).
 
 If a worker dies (killed, out of memory), the pool breaks and the run fails; its batches stay
-claimed under `<lake>/_ingest/` and the next run resumes them, like after any crash.
+claimed under `<lake>/_ingest/` and the next run resumes them, like after any crash. If the
+process that owns the pool dies, its workers notice within a second and exit: they would
+otherwise wait forever for work, holding their memory.
 
 A script that runs the pool (or `ingest_inbox(workers=2)`) needs the usual
 `if __name__ == "__main__":` guard: the fork server imports the script's main module, and
@@ -21,11 +23,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from prefect.runtime import task_run
 
 from tasks._prefect import stage_task
+from tasks.claims import process_started
 from tasks.ingest import BatchReport, run_batch
 
 __all__ = ["BatchPool", "ingest_batch_task", "warm"]
@@ -34,16 +39,28 @@ PRELOAD = ["tasks.ingest", "great_expectations"]
 """Imported once by the fork server (seconds); every worker inherits them."""
 
 
-def warm() -> None:
+def warm(owner: tuple[int, str] | None = None) -> None:
     """Per worker, after the fork: build the Great Expectations suites (milliseconds, imports done),
     then move everything alive so far out of the garbage collector's sight. The pipeline's
     imports leave about a million objects that live as long as the worker; every full
     collection walked them all (0.15 s each, several per batch). Frozen, a full collection
-    sees only what batches create: 3 ms."""
+    sees only what batches create: 3 ms. With `owner` (the pid and start time of the process
+    that owns the pool), exit once that process is gone, even if it went during this set-up."""
     import tasks.validate
 
     tasks.validate._validations()
     gc.freeze()
+    if owner is not None:
+        threading.Thread(target=_exit_without, args=owner, name="prt-owner-watch", daemon=True).start()
+
+
+def _exit_without(owner: int, started: str, every_s: float = 1.0) -> None:
+    """Exit this worker once `owner` has died. Killed without a chance to shut its pool down, it
+    leaves the workers (and the fork server, which they keep alive) waiting for work forever:
+    the pool's queues stay open in the workers themselves, so they never see the end of them."""
+    while process_started(owner) == started:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def _ready(_: int) -> int:
@@ -61,7 +78,9 @@ class BatchPool:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         self.workers = workers
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=warm)
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=warm, initargs=((os.getpid(), process_started(os.getpid())),)
+        )
         self._spawned = False
 
     def start(self) -> None:

@@ -1,13 +1,15 @@
-"""claim_batch: a transient storage error is retried (a new batch), anything else is not."""
+"""claim_batch: a transient storage error is retried (a new batch), anything else is not; and how a claim's owner is known dead."""
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import time
 
 import pytest
 
 from lake.storage import fs_for
-from tasks.claims import Claims, claim_batch
+from tasks.claims import Claims, claim_batch, process_started
 
 
 class FlakyClaims(Claims):
@@ -45,3 +47,23 @@ def test_other_errors_are_not_retried(tmp_path):
     with pytest.raises(PermissionError, match="read-only lake"):
         claim_batch(claims, "run-1", ["t-1"], retry_after=[0.01])
     assert claims.calls == 1
+
+
+def test_a_zombie_process_counts_as_gone():
+    """A killed process that its parent has not reaped yet is dead all the same: a worker pool's
+    owner watch and a claim's owner check must both see it so."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert process_started(child.pid) != ""
+        child.kill()
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(child.pid) == "Z" and process_started(child.pid) == ""
+    finally:
+        child.wait()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
