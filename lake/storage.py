@@ -216,7 +216,7 @@ def map_io(fn, items, *, workers: int = 16) -> list:
         return list(pool.map(fn, items))
 
 
-LOCAL_DELETE_THREADS = int(os.environ.get("PRT_LOCAL_DELETE_THREADS", "4"))
+LOCAL_DELETE_THREADS = 4
 
 
 def io_threads(fs: AbstractFileSystem, *, deletes: bool = False) -> int:
