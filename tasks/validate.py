@@ -52,7 +52,7 @@ def _validations() -> dict[str, Any]:
     from great_expectations.execution_engine import pandas_execution_engine
 
     # GE hashes every cell of a pandas batch under this size only to label the batch (a
-    # "fingerprint" in its batch markers), a third of a run's time here; our batches are named
+    # "fingerprint" in its batch markers), a quarter of a run's time here; our batches are named
     # by their batch id. GE itself skips the hash above this size.
     pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
