@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,4 +46,7 @@ def test_workers_exit_when_the_owner_is_killed(tmp_path):
     deadline = time.monotonic() + 20
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in workers if _alive(p)], "workers outlived the process that owned the pool"
+    left = [p for p in workers if _alive(p)]
+    for pid in left:  # a failure must not leave them running for the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers outlived the process that owned the pool"
