@@ -130,10 +130,10 @@ def remove_files(fs: AbstractFileSystem, paths: list[str]) -> None:
 def rm_quiet(fs: AbstractFileSystem, path: str, *, recursive: bool = False) -> None:
     """Remove `path`; already gone is fine (a re-run, or another run that got there first)."""
     with contextlib.suppress(FileNotFoundError):
-        if recursive or not _is_local_fs(fs):
-            fs.rm(path, recursive=recursive)
+        if recursive:
+            fs.rm(path, recursive=True)
         else:
-            os.remove(path)  # a plain unlink, as remove_files does
+            remove_files(fs, [path])
 
 
 def put_immutable(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
@@ -206,7 +206,12 @@ def _outcome(put: Callable[[], bool]) -> bool | ObjectConflict:
         return exc
 
 
-def map_io(fn, items, *, workers: int = 16) -> list:
+STORE_THREADS = 16
+"""Threads for an object store's calls, which wait on the network (see `io_threads`)."""
+LOCAL_DELETE_THREADS = 4
+
+
+def map_io(fn, items, *, workers: int = STORE_THREADS) -> list:
     """`fn` over `items` on a thread pool of up to `workers` threads, results in order; one
     worker: one after another, no pool. `io_threads` says how many suit a store."""
     items = list(items)
@@ -214,9 +219,6 @@ def map_io(fn, items, *, workers: int = 16) -> list:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(fn, items))
-
-
-LOCAL_DELETE_THREADS = 4
 
 
 def io_threads(fs: AbstractFileSystem, *, deletes: bool = False) -> int:
@@ -228,7 +230,7 @@ def io_threads(fs: AbstractFileSystem, *, deletes: bool = False) -> int:
     on 4, with a quarter less CPU than 16); on tmpfs they never wait, and 4 threads cost 60 ms
     of CPU where one costs 17."""
     if not _is_local_fs(fs):
-        return 16
+        return STORE_THREADS
     return LOCAL_DELETE_THREADS if deletes else 1
 
 
