@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from tasks.claims import process_started
 from tests.conftest import REPO
 
 OWNER = """
@@ -23,11 +24,7 @@ if __name__ == "__main__":
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return process_started(pid) != ""  # gone or a zombie: not alive
 
 
 def test_workers_exit_when_the_owner_is_killed(tmp_path):
