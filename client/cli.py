@@ -417,6 +417,12 @@ def bench(
         int | None, typer.Option(min=1, help="Sessions to generate (default 5000; 12 with --qa).", show_default=False)
     ] = None,
     events: Annotated[int, typer.Option(min=1, help="Events per generated session.")] = 200,
+    output_bytes: Annotated[
+        int,
+        typer.Option(
+            min=0, help="About how much each generated command prints (ingest; default: a few hundred bytes).", show_default=False
+        ),
+    ] = 0,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Ingest worker processes.")] = 2,
     parallel: Annotated[int, typer.Option(min=1, help="Sandboxes at once (--qa).")] = 2,
     sandbox: SandboxOpt = None,
@@ -435,6 +441,8 @@ def bench(
 
     if sum((qa, judge, read, profile)) > 1:
         raise typer.BadParameter("choose one of --qa, --judge, --read, --profile (or none, for ingest)")
+    if output_bytes and (qa or judge or read or profile):
+        raise typer.BadParameter("--output-bytes shapes the ingest benchmark's sessions; the other modes have their own")
     if workdir:
         workdir.mkdir(parents=True, exist_ok=True)
     if qa:
@@ -485,10 +493,10 @@ def bench(
     else:
         n = traces or 5000
         console.print(f"generating {n} sessions x {events} events, then the floor and the ingest ({workers} workers) …")
-        result = b.bench_ingest(n, events, workers=workers, workdir=workdir)
+        result = b.bench_ingest(n, events, workers=workers, workdir=workdir, output_bytes=output_bytes)
         summary = (
             f"[bold]{result['ingest_events_per_s']:,} events/s[/bold] ({result['ingest_mb_per_s']} MB/s) end to end: "
-            f"{result['events']:,} events in {result['ingest_s']} s; floor {result['floor_events_per_s']:,} events/s "
+            f"{result['events']:,} events (~{result['bytes_per_event']} bytes each) in {result['ingest_s']} s; floor {result['floor_events_per_s']:,} events/s "
             f"({result['floor_s']} s) -> [bold]{result['ratio_to_floor']}[/bold] of the floor; peak memory "
             f"{result['ingest_peak_mb']} MiB PSS, {result['ingest_peak_rss_sum_mb']} MiB summing RSS "
             f"(floor {result['floor_peak_mb']} MiB); Delta files "

@@ -33,10 +33,18 @@ class IngestSettings(BaseSettings):
     model_config = _CFG
 
     batch_max_traces: int = Field(500, ge=1, description="Most traces assembled and committed together.")
+    # A worker's peak while it ingests a batch, measured (docs/performance.md): ~140 MB, plus ~1.5 KB
+    # per event, plus ~6.6 times the batch's event bytes. The two bounds below keep it under ~0.5 GB
+    # whatever the size of the events: small ones meet the first, large ones the second.
     batch_max_events: int = Field(
-        50_000, ge=1, description="Most events per batch; bounds memory (about 0.5 GiB per process at 50,000)."
+        80_000, ge=1, description="Most events per batch; bounds memory (with the byte bound: ~0.5 GB per worker)."
     )
-    batch_max_bytes: int = Field(256 * 2**20, ge=1, description="Most raw chunk bytes per batch; bounds memory.")
+    batch_max_bytes: int = Field(
+        32 * 2**20,
+        ge=1,
+        description="Most event bytes per batch, chunks counted decompressed (a gzip chunk as 8 times its size until "
+        "read); bounds memory for large events.",
+    )
     workers: int = Field(
         1,
         ge=1,

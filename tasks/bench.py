@@ -112,7 +112,8 @@ def _snapshot() -> bytes:
     return buf.getvalue()
 
 
-def _event(rng: random.Random, seq: int, ts: float) -> dict:
+def _event(rng: random.Random, seq: int, ts: float, output_bytes: int = 0) -> dict:
+    """One event of the examples' mix; with `output_bytes`, commands print about that much (pytest -v)."""
     base = {"id": f"e{seq:06d}", "seq": seq, "ts_client_s": round(ts, 3)}
     r = rng.random()
     if r < 0.35:
@@ -122,7 +123,7 @@ def _event(rng: random.Random, seq: int, ts: float) -> dict:
         failed = rng.random() < 0.5
         out = "\n".join(
             f"tests/test_mod{rng.randint(0, 9)}.py::test_{rng.choice(_WORDS)} {'FAILED' if failed and i == 0 else 'PASSED'}"
-            for i in range(rng.randint(4, 12))
+            for i in range(max(rng.randint(4, 12), output_bytes // 40))
         )
         return {**base, "type": "cmd_run", "command": rng.choice(["python -m pytest -q", "git diff", "grep -rn cache src", "python -m pytest -x tests/test_cache.py"]),
                 "exit_code": int(failed), "duration_s": round(rng.uniform(0.1, 4), 2), "stdout": out, "stderr": ""}  # fmt: skip
@@ -152,9 +153,17 @@ def _event(rng: random.Random, seq: int, ts: float) -> dict:
 
 
 def generate_inbox(
-    inbox: Path, traces: int, events: int, *, chunk_events: int = 100, gzip_share: float = 0.3, seed: int = 7
+    inbox: Path,
+    traces: int,
+    events: int,
+    *,
+    chunk_events: int = 100,
+    gzip_share: float = 0.3,
+    seed: int = 7,
+    output_bytes: int = 0,
 ) -> Generated:
-    """Write `traces` complete sessions of `events` events each, following inbox protocol v1."""
+    """Write `traces` complete sessions of `events` events each, following inbox protocol v1;
+    `output_bytes`: about how much each command prints (its default, a few hundred bytes)."""
     rng = random.Random(seed)
     snapshot = _snapshot()
     snap_ref = artifact_ref(snapshot)
@@ -180,7 +189,7 @@ def generate_inbox(
         chunk, chunk_seq = [], 0
         for seq in range(events):
             ts += rng.uniform(0.5, 3.0)
-            line = json.dumps(_event(rng, seq, ts), separators=(",", ":")).encode()
+            line = json.dumps(_event(rng, seq, ts, output_bytes), separators=(",", ":")).encode()
             h = chain_step(h, hashlib.sha256(line).digest())
             chunk.append(line)
             if len(chunk) == chunk_events or seq == events - 1:
@@ -625,9 +634,9 @@ def _workdir(workdir: Path | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="prt-bench-", dir=workdir))
 
 
-def _generate(work: Path, traces: int, events: int) -> tuple[Generated, float]:
+def _generate(work: Path, traces: int, events: int, output_bytes: int = 0) -> tuple[Generated, float]:
     t0 = time.perf_counter()
-    gen = generate_inbox(work / "inbox", traces, events)
+    gen = generate_inbox(work / "inbox", traces, events, output_bytes=output_bytes)
     os.sync()  # the inbox is on disk before anything is timed, not in flight in the page cache
     return gen, time.perf_counter() - t0
 
@@ -635,10 +644,10 @@ def _generate(work: Path, traces: int, events: int) -> tuple[Generated, float]:
 # -- the benchmarks ----------------------------------------------------------------------------------
 
 
-def bench_ingest(traces: int, events: int, *, workers: int = 2, workdir: Path | None = None) -> dict:
+def bench_ingest(traces: int, events: int, *, workers: int = 2, workdir: Path | None = None, output_bytes: int = 0) -> dict:
     """Ingest end to end against the floor, on the same generated inbox (a copy for each)."""
     work = _workdir(workdir)
-    gen, gen_s = _generate(work, traces, events)
+    gen, gen_s = _generate(work, traces, events, output_bytes)
     floor = _run_child("floor", str(work / "inbox"), str(work / "floor-table"))
     ingest = _run_child("ingest", str(work / "inbox"), str(work / "lake"), str(workers))
     mb = gen.jsonl_bytes / 2**20
@@ -646,6 +655,7 @@ def bench_ingest(traces: int, events: int, *, workers: int = 2, workdir: Path | 
         "traces": traces,
         "events": gen.events,
         "jsonl_mb": round(mb, 1),
+        "bytes_per_event": round(gen.jsonl_bytes / gen.events),
         "generate_s": round(gen_s, 1),
         "workers": workers,
         "worker_start_s": round(ingest["worker_start_s"], 2),

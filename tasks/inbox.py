@@ -55,6 +55,11 @@ class InboxObject:
     is_link: bool = False
 
 
+GZIP_EXPANSION = 8
+"""Bytes of events per stored byte of a gzip chunk, for planning batches: JSONL with test output
+compresses 4 to 8 times (the bench's chunks 4.3 times), so this errs towards smaller batches."""
+
+
 @dataclass
 class TraceListing:
     trace_id: str
@@ -80,6 +85,16 @@ class TraceListing:
     @property
     def size(self) -> int:
         return sum(o.size for o in self.objects.values())
+
+    @property
+    def batch_bytes(self) -> int:
+        """What the trace brings into a batch's memory, as far as its listing tells: chunks as
+        decompressed (a gzip chunk estimated at `GZIP_EXPANSION` times its size: what it really
+        holds is known only once read), other objects as stored."""
+        return sum(
+            o.size * GZIP_EXPANSION if o.key.endswith(".gz") and o.key.startswith(CHUNKS_DIR + "/") else o.size
+            for o in self.objects.values()
+        )
 
 
 @dataclass

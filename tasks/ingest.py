@@ -134,13 +134,13 @@ def plan_batches(listings: Sequence[TraceListing], settings: IngestSettings) -> 
         if current and (
             len(current) >= settings.batch_max_traces
             or events + t.event_count > settings.batch_max_events
-            or size + t.size > settings.batch_max_bytes
+            or size + t.batch_bytes > settings.batch_max_bytes
         ):
             batches.append(current)
             current, events, size = [], 0, 0
         current.append(t)
         events += t.event_count
-        size += t.size
+        size += t.batch_bytes
     if current:
         batches.append(current)
     return batches

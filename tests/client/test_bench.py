@@ -30,8 +30,10 @@ def _bench(tmp_path, cli_env, *args: str) -> dict:
 
 
 def test_ingest_against_the_floor(tmp_path, cli_env):
-    r = _bench(tmp_path, cli_env, "--traces", "8", "--events", "30", "--workers", "2")
+    # --output-bytes: commands that print ~3 kB, so events average well over the default's ~350 bytes
+    r = _bench(tmp_path, cli_env, "--traces", "8", "--events", "30", "--workers", "2", "--output-bytes", "3000")
     assert r["events"] == 240 and r["ingested"] == 8 and r["quarantined"] == 0
+    assert r["bytes_per_event"] > 600
     assert r["ingest_events_per_s"] > 0 and r["floor_events_per_s"] > 0 and r["ratio_to_floor"] > 0
     assert set(r["delta_files"]) == {"traces", "events", "metrics"} and r["delta_files"]["events"] >= 1
     assert set(r["stage_seconds"]) == {"prepare", "build", "commit", "archive", "clean"}
@@ -40,6 +42,14 @@ def test_ingest_against_the_floor(tmp_path, cli_env):
     cpu = r["ingest_cpu_seconds"]
     assert set(cpu) == {"user", "system", "idle", "iowait", "of_which_prefect_server"} and cpu["user"] > 0
     assert 0 < r["ingest_busy_cores"] <= os.cpu_count() * 1.1 and r["floor_busy_cores"] > 0  # 10 ms ticks
+
+
+def test_output_bytes_is_for_the_ingest_bench_only(tmp_path, cli_env):
+    proc = subprocess.run(
+        [sys.executable, "-m", "client.cli", "bench", "--judge", "--output-bytes", "3000", "--workdir", str(tmp_path)],
+        cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "--output-bytes" in proc.stderr and not any(tmp_path.iterdir())
 
 
 def test_judge_throughput(tmp_path, cli_env):
