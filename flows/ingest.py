@@ -19,6 +19,7 @@ from tasks.ingest import (
     IngestSummary,
     Stopwatch,
     archive_batch_task,
+    batch_over_bound,
     build_batch_task,
     clean_batch_task,
     commit_batch_task,
@@ -40,6 +41,7 @@ def ingest_inbox(
     batch_max_traces: int | None = None,
     batch_max_events: int | None = None,
     workers: int | None = None,
+    batch_max_bytes: int | None = None,
 ) -> IngestSummary:
     """Assemble, validate, redact and write every complete trace in the inbox; quarantine the bad ones.
 
@@ -53,6 +55,7 @@ def ingest_inbox(
         "grace_period_s": grace_period_s,
         "batch_max_traces": batch_max_traces,
         "batch_max_events": batch_max_events,
+        "batch_max_bytes": batch_max_bytes,
         "workers": workers,
     }
     settings = get_ingest_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
@@ -100,6 +103,9 @@ def ingest_inbox(
     def record(report: BatchReport) -> None:
         summary.add(report)
         logger.info("batch %s: %d ingested, %d quarantined", report.batch_id, len(report.ingested), len(report.quarantined))
+        if warning := batch_over_bound(report, settings):
+            summary.warnings.append(warning)
+            logger.warning(warning)
 
     if settings.workers == 1:
         for info, members, listings, resumed in batches():

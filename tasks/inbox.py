@@ -266,6 +266,17 @@ def load_traces(fs: AbstractFileSystem, listings: Iterable[TraceListing], settin
     return out
 
 
+def chunk_bytes(blobs: dict[str, bytes]) -> int:
+    """What a trace's loaded chunks hold decompressed. A gzip chunk's trailer says it (ISIZE: the
+    size modulo 2**32, exact for a chunk under the chunk limit; for a chunk of several gzip
+    members, the last member's)."""
+    return sum(
+        int.from_bytes(b[-4:], "little") if k.endswith(".gz") else len(b)
+        for k, b in blobs.items()
+        if k.startswith(CHUNKS_DIR + "/")
+    )
+
+
 def delete_trace_objects(fs: AbstractFileSystem, listing: TraceListing) -> None:
     """Remove a trace's inbox objects, complete.json last: a half-cleaned trace still looks finished,
     never like a pending one."""

@@ -36,7 +36,15 @@ from tasks.assemble import AssembledTrace, assemble_trace, parse_manifest
 from tasks.claims import BatchInfo, Claims, safe_key
 from tasks.fastpath import assemble_fast
 from tasks.frames import BatchStamp, empty_frame, events_frame, polars_schema, to_arrow, traces_frame
-from tasks.inbox import InboxObject, TraceBlobs, TraceListing, delete_trace_objects, load_traces
+from tasks.inbox import (
+    GZIP_EXPANSION,
+    InboxObject,
+    TraceBlobs,
+    TraceListing,
+    chunk_bytes,
+    delete_trace_objects,
+    load_traces,
+)
 from tasks.metrics import metrics_frame
 from tasks.privacy import pseudonym
 from tasks.redact import PREFILTER, redact_bytes, redact_columns, redact_json_value, redact_text, redaction_records
@@ -472,6 +480,9 @@ class BatchReport:
     cleaned: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall-clock seconds per stage (prepare, build, commit, archive, clean)."""
+    event_bytes: int = 0
+    """What the ingested traces' chunks held decompressed: the batch's size as planned against
+    `batch_max_bytes`, now known rather than estimated."""
 
     @classmethod
     def of(cls, prep: PreparedBatch, out: BatchOutput, seconds: dict[str, float] | None = None) -> BatchReport:
@@ -483,6 +494,7 @@ class BatchReport:
             [(r.trace_id, r.reason, r.message) for r in prep.rejected],
             [t.trace_id for t in prep.finished],
             seconds or {},
+            sum(chunk_bytes(t.objects) for t in prep.accepted),
         )
 
 
@@ -515,6 +527,20 @@ def run_batch(
     return BatchReport.of(prep, out, watch.seconds)
 
 
+def batch_over_bound(report: BatchReport, settings: IngestSettings) -> str | None:
+    """A warning when a batch held well over `batch_max_bytes`: its gzip chunks decompressed more
+    than `GZIP_EXPANSION` times, so batches take more memory than planned. (A lone trace over the
+    bound is planned that way and needs no warning.)"""
+    if len(report.ingested) < 2 or report.event_bytes <= 1.5 * settings.batch_max_bytes:
+        return None
+    return (
+        f"batch {report.batch_id} held {report.event_bytes / 2**20:.1f} MiB of events, "
+        f"{report.event_bytes / settings.batch_max_bytes:.1f} times PRT_BATCH_MAX_BYTES "
+        f"({settings.batch_max_bytes / 2**20:.1f} MiB): its gzip chunks decompress more than {GZIP_EXPANSION} times, "
+        "so batches take more memory than planned; lower PRT_BATCH_MAX_BYTES to keep a worker's memory bounded"
+    )
+
+
 @dataclass
 class IngestSummary:
     """What one ingest run did, per trace; printed by `prt ingest` and published as Prefect artifacts."""
@@ -532,6 +558,7 @@ class IngestSummary:
     events: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     """Seconds per stage, summed over batches (over workers too, so it can exceed the run's time)."""
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, report: BatchReport) -> None:
         self.batches += 1
@@ -576,6 +603,7 @@ class IngestSummary:
             lines.append(
                 "- seconds per stage (summed over batches): " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())
             )
+        lines += [f"- warning: {w}" for w in self.warnings]
         if self.quarantined:
             lines += ["", "| reason | traces |", "| --- | --- |"]
             lines += [f"| {reason} | {n} |" for reason, n in sorted(self.reasons().items())]

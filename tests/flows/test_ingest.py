@@ -11,7 +11,10 @@ from deltalake import DeltaTable
 from client.upload import find_trace_dirs, upload_trace_dir
 from flows.ingest import ingest_inbox
 from lake import Lake
+from lake.storage import fs_for
 from lake.tables import LakeTables
+from schemas.settings import IngestSettings
+from tasks.inbox import chunk_bytes, load_traces, scan_inbox
 from tests.conftest import EXAMPLE_IDS, EXAMPLES
 from tests.tracegen import archived, chunk_keys, objects, put, remove, write_trace
 
@@ -181,6 +184,27 @@ def test_consent_false_keeps_only_the_reason(storage_url):
     assert not [k for k in objects(lake) if "t-noconsent" in k and not k.startswith("quarantine/_delta_log")]
     everything = b"".join(objects(lake).values())
     assert b"carol@example.org" not in everything and b"note 0" not in everything
+
+
+def test_a_batch_that_decompresses_to_more_than_planned_is_reported(storage_url):
+    """Batches are planned with gzip chunks at GZIP_EXPANSION times their size; chunks of one line
+    repeated decompress far more, and the run says so instead of quietly using more memory."""
+    inbox, lake = storage_url("inbox"), storage_url("lake")
+    for i in range(3):
+        write_trace(inbox, f"z-{i}", compress=True, texts={"stdout": "tests/test_calc.py::test_mean PASSED\n" * 400})
+    fs, root = fs_for(inbox)
+    listings = scan_inbox(fs, root, IngestSettings()).traces.values()
+    planned = sum(t.batch_bytes for t in listings)
+    held = sum(chunk_bytes(b.blobs) for b in load_traces(fs, listings, IngestSettings()))
+    assert held > 1.5 * planned  # what the test is about: the estimate falls short
+
+    s = ingest_inbox(inbox=inbox, lake=lake, batch_max_bytes=planned)  # all three fit, as planned
+    assert s.batches == 1 and len(s.ingested) == 3
+    assert len(s.warnings) == 1 and f"{held / planned:.1f} times PRT_BATCH_MAX_BYTES" in s.warnings[0]
+    assert "lower PRT_BATCH_MAX_BYTES" in s.markdown()
+
+    write_trace(inbox, "z-3", compress=True, texts={"stdout": "tests/test_calc.py::test_mean PASSED\n" * 400})
+    assert ingest_inbox(inbox=inbox, lake=lake).warnings == []  # within the default bound
 
 
 def test_batches_commit_once_per_table(storage_url):
