@@ -130,8 +130,6 @@ def _print_ingest(summary) -> None:
         console.print(table)
     if summary.pending:
         console.print("pending: " + ", ".join(summary.pending))
-    for warning in summary.warnings:
-        console.print(f"[yellow]warning[/yellow]: {warning}")
     if summary.seconds:
         split = ", ".join(f"{stage} {sec:.1f} s" for stage, sec in summary.seconds.items())
         console.print(f"[dim]time per stage (summed over batches): {split}[/dim]")

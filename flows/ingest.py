@@ -19,7 +19,6 @@ from tasks.ingest import (
     IngestSummary,
     Stopwatch,
     archive_batch_task,
-    batch_over_bound,
     build_batch_task,
     clean_batch_task,
     commit_batch_task,
@@ -70,19 +69,26 @@ def ingest_inbox(
     claims = Claims(lake_fs, lake_root, lease_s=settings.lease_s)
     summary = IngestSummary()
 
-    def batches() -> Iterator[tuple[BatchInfo, list[str], dict[str, TraceListing], bool]]:
+    planned: dict[str, TraceListing] = {}
+    handed_back: list[TraceListing] = []
+
+    def batches() -> Iterator[tuple[BatchInfo, list[str], dict[str, TraceListing], bool] | None]:
         """(batch, members, listings, resumed) for every batch of this run, orphans first; each
         new batch is claimed only when it is about to run, and the first ones run while the rest
-        of the inbox is still being scanned (tasks.inbox.scan_parts)."""
+        of the inbox is still being scanned (tasks.inbox.scan_parts). Then None, for the caller
+        to finish every running batch: traces they handed back (`PreparedBatch.deferred`) are
+        planned again with their measured size, until none is left."""
         orphans = recover_batches(claims)
         if orphans:
             scan = scan_inbox_task(inbox_fs, inbox_root, settings)
+            planned.update(scan.traces)
             for info, members in orphans:
                 logger.info("resuming batch %s left by an earlier run (%d traces)", info.batch_id, len(members))
                 yield info, members, scan.traces, True
 
         def claimed_batch(group: list[TraceListing]) -> tuple[BatchInfo, list[str], dict[str, TraceListing], bool]:
             info, won = claim_batch(claims, run_id, [t.trace_id for t in group], logger=logger)
+            planned.update((t.trace_id, t) for t in group)
             return info, won, {t.trace_id: t for t in group}, False
 
         claimed = claims.claimed()
@@ -99,16 +105,34 @@ def ingest_inbox(
                 yield claimed_batch(group)
         if waiting:
             yield claimed_batch(waiting)
+        while True:
+            yield None
+            if not handed_back:
+                return
+            groups = plan_batches(handed_back, settings)
+            handed_back.clear()
+            for group in groups:
+                yield claimed_batch(group)
 
     def record(report: BatchReport) -> None:
         summary.add(report)
         logger.info("batch %s: %d ingested, %d quarantined", report.batch_id, len(report.ingested), len(report.quarantined))
-        if warning := batch_over_bound(report, settings):
-            summary.warnings.append(warning)
-            logger.warning(warning)
+        for tid, size in report.deferred:
+            planned[tid].read_bytes = size
+            handed_back.append(planned[tid])
+        if report.deferred:
+            logger.info(
+                "batch %s: %d traces decompress to more than planned; they go to later batches: %s",
+                report.batch_id,
+                len(report.deferred),
+                ", ".join(tid for tid, _ in report.deferred[:10]),
+            )
 
     if settings.workers == 1:
-        for info, members, listings, resumed in batches():
+        for batch in batches():
+            if batch is None:
+                continue  # every batch so far is done
+            info, members, listings, resumed = batch
             watch = Stopwatch()
             prep = prepare_batch_task(
                 info, members, quote(listings), inbox_fs, lake_fs, lake_root, tables, settings, resumed=resumed
@@ -126,7 +150,12 @@ def ingest_inbox(
     else:
         with BatchPool(settings.workers) as pool:
             running: deque = deque()
-            for info, members, listings, resumed in batches():
+            for batch in batches():
+                if batch is None:
+                    while running:
+                        record(running.popleft().result())
+                    continue
+                info, members, listings, resumed = batch
                 # One batch more than there are workers: it waits in the pool's queue, claimed and
                 # ready, so a worker that finishes starts the next batch at once instead of idling
                 # while this process claims one (or scans the next part of the inbox: that happens
@@ -137,8 +166,6 @@ def ingest_inbox(
                 running.append(
                     ingest_batch_task.submit(pool, info, members, quote(own), inbox, lake, settings, claims, resumed=resumed)
                 )
-            while running:
-                record(running.popleft().result())
 
     publish_run_artifacts("ingest", summary.rows(), summary.markdown(), f"ingest of {inbox} into {lake}")
     logger.info(

@@ -42,8 +42,9 @@ class IngestSettings(BaseSettings):
     batch_max_bytes: int = Field(
         32 * 2**20,
         ge=1,
-        description="Most event bytes per batch, chunks counted decompressed (a gzip chunk as 8 times its size until "
-        "read); bounds memory for large events.",
+        description="Most event bytes per batch, chunks counted decompressed; bounds memory for large events. Batches "
+        "are planned with a gzip chunk at 8 times its size; a worker measures them (gzip trailers) before decompressing "
+        "and hands back to the run what does not fit.",
     )
     workers: int = Field(
         1,

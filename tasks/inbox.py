@@ -77,6 +77,9 @@ class TraceListing:
     """The manifest's participant_id is already a pseudonym (re-read from the lake)."""
     artifact_map: dict[str, str] = field(default_factory=dict)
     """artifact name -> sha256 of its stored bytes, for outputs redacted in the lake's quarantine."""
+    read_bytes: int | None = None
+    """`batch_bytes` as measured once the objects were read (`bytes_read`): set on a trace that a
+    worker handed back because its batch would have held more than planned."""
 
     @property
     def event_count(self) -> int:
@@ -90,11 +93,10 @@ class TraceListing:
     def batch_bytes(self) -> int:
         """What the trace brings into a batch's memory, as far as its listing tells: chunks as
         decompressed (a gzip chunk estimated at `GZIP_EXPANSION` times its size: what it really
-        holds is known only once read), other objects as stored."""
-        return sum(
-            o.size * GZIP_EXPANSION if o.key.endswith(".gz") and o.key.startswith(CHUNKS_DIR + "/") else o.size
-            for o in self.objects.values()
-        )
+        holds is known only once read, `bytes_read`), other objects as stored."""
+        if self.read_bytes is not None:
+            return self.read_bytes
+        return sum(o.size * GZIP_EXPANSION if _gzip_chunk(o.key) else o.size for o in self.objects.values())
 
 
 @dataclass
@@ -266,14 +268,18 @@ def load_traces(fs: AbstractFileSystem, listings: Iterable[TraceListing], settin
     return out
 
 
-def chunk_bytes(blobs: dict[str, bytes]) -> int:
-    """What a trace's loaded chunks hold decompressed. A gzip chunk's trailer says it (ISIZE: the
-    size modulo 2**32, exact for a chunk under the chunk limit; for a chunk of several gzip
-    members, the last member's)."""
+def _gzip_chunk(key: str) -> bool:
+    return key.startswith(CHUNKS_DIR + "/") and key.endswith(".gz")
+
+
+def bytes_read(tb: TraceBlobs) -> int:
+    """`TraceListing.batch_bytes` once the objects are read, before anything is decompressed: a
+    gzip chunk counts what its trailer says it holds (ISIZE, the size modulo 2**32: exact for a
+    chunk under the chunk limit, the last member's for a chunk of several). A damaged trailer
+    can only make a trace look larger, and assembly names what is wrong with it."""
     return sum(
-        int.from_bytes(b[-4:], "little") if k.endswith(".gz") else len(b)
-        for k, b in blobs.items()
-        if k.startswith(CHUNKS_DIR + "/")
+        int.from_bytes(tb.blobs[k][-4:], "little") if _gzip_chunk(k) and k in tb.blobs else o.size
+        for k, o in tb.listing.objects.items()
     )
 
 

@@ -37,11 +37,10 @@ from tasks.claims import BatchInfo, Claims, safe_key
 from tasks.fastpath import assemble_fast
 from tasks.frames import BatchStamp, empty_frame, events_frame, polars_schema, to_arrow, traces_frame
 from tasks.inbox import (
-    GZIP_EXPANSION,
     InboxObject,
     TraceBlobs,
     TraceListing,
-    chunk_bytes,
+    bytes_read,
     delete_trace_objects,
     load_traces,
 )
@@ -102,6 +101,9 @@ class PreparedBatch:
     """Traces whose archive is already done (a resumed batch, or an identical re-upload): only the inbox is cleaned."""
     vanished: list[str] = field(default_factory=list)
     """Claimed traces whose objects were gone (another run finished them first)."""
+    deferred: list[tuple[str, int]] = field(default_factory=list)
+    """(trace_id, bytes_read) of traces handed back untouched: read, they would have taken the
+    batch over `batch_max_bytes` (gzip chunks that decompress more than planned)."""
     listings: dict[str, TraceListing] = field(default_factory=dict)
     claimed: list[str] = field(default_factory=list)
     """Every trace whose claim names this batch; released at the end."""
@@ -229,8 +231,25 @@ def prepare_batch(
                 )
             continue
         loaded.append(tb)
-    assemble_batch(out, loaded, settings)
+    assemble_batch(out, _within_bound(out, loaded, settings.batch_max_bytes), settings)
     return out
+
+
+def _within_bound(out: PreparedBatch, loaded: list[TraceBlobs], max_bytes: int) -> list[TraceBlobs]:
+    """The loaded traces that fit the batch's byte bound as measured now, in order (the first
+    always: a lone large trace gets its batch); the rest go back to the run, untouched, with
+    their measured size so that they are planned right. Nothing is decompressed before this."""
+    kept: list[TraceBlobs] = []
+    total = 0
+    for tb in loaded:
+        size = bytes_read(tb)
+        if kept and total + size > max_bytes:
+            out.deferred.append((tb.trace_id, size))
+            out.listings.pop(tb.trace_id)
+            continue
+        kept.append(tb)
+        total += size
+    return kept
 
 
 def assemble_batch(out: PreparedBatch, loaded: list[TraceBlobs], settings: IngestSettings) -> None:
@@ -480,9 +499,8 @@ class BatchReport:
     cleaned: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall-clock seconds per stage (prepare, build, commit, archive, clean)."""
-    event_bytes: int = 0
-    """What the ingested traces' chunks held decompressed: the batch's size as planned against
-    `batch_max_bytes`, now known rather than estimated."""
+    deferred: list[tuple[str, int]] = field(default_factory=list)
+    """(trace_id, bytes) handed back to the run: see `PreparedBatch.deferred`."""
 
     @classmethod
     def of(cls, prep: PreparedBatch, out: BatchOutput, seconds: dict[str, float] | None = None) -> BatchReport:
@@ -494,7 +512,7 @@ class BatchReport:
             [(r.trace_id, r.reason, r.message) for r in prep.rejected],
             [t.trace_id for t in prep.finished],
             seconds or {},
-            sum(chunk_bytes(t.objects) for t in prep.accepted),
+            prep.deferred,
         )
 
 
@@ -527,20 +545,6 @@ def run_batch(
     return BatchReport.of(prep, out, watch.seconds)
 
 
-def batch_over_bound(report: BatchReport, settings: IngestSettings) -> str | None:
-    """A warning when a batch held well over `batch_max_bytes`: its gzip chunks decompressed more
-    than `GZIP_EXPANSION` times, so batches take more memory than planned. (A lone trace over the
-    bound is planned that way and needs no warning.)"""
-    if len(report.ingested) < 2 or report.event_bytes <= 1.5 * settings.batch_max_bytes:
-        return None
-    return (
-        f"batch {report.batch_id} held {report.event_bytes / 2**20:.1f} MiB of events, "
-        f"{report.event_bytes / settings.batch_max_bytes:.1f} times PRT_BATCH_MAX_BYTES "
-        f"({settings.batch_max_bytes / 2**20:.1f} MiB): its gzip chunks decompress more than {GZIP_EXPANSION} times, "
-        "so batches take more memory than planned; lower PRT_BATCH_MAX_BYTES to keep a worker's memory bounded"
-    )
-
-
 @dataclass
 class IngestSummary:
     """What one ingest run did, per trace; printed by `prt ingest` and published as Prefect artifacts."""
@@ -558,10 +562,12 @@ class IngestSummary:
     events: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     """Seconds per stage, summed over batches (over workers too, so it can exceed the run's time)."""
-    warnings: list[str] = field(default_factory=list)
+    deferred: int = 0
+    """Times a worker handed a trace back to be planned again with its measured size."""
 
     def add(self, report: BatchReport) -> None:
         self.batches += 1
+        self.deferred += len(report.deferred)
         self.resumed_batches += report.resumed
         self.ingested += report.ingested
         self.events += report.events
@@ -603,7 +609,8 @@ class IngestSummary:
             lines.append(
                 "- seconds per stage (summed over batches): " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())
             )
-        lines += [f"- warning: {w}" for w in self.warnings]
+        if self.deferred:
+            lines.append(f"- planned again once measured (gzip chunks larger than estimated): {self.deferred} traces")
         if self.quarantined:
             lines += ["", "| reason | traces |", "| --- | --- |"]
             lines += [f"| {reason} | {n} |" for reason, n in sorted(self.reasons().items())]

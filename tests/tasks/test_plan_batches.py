@@ -4,12 +4,14 @@ chunks counted as the bytes they will decompress to."""
 
 from __future__ import annotations
 
+import gzip
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.manifest import Complete
 from schemas.settings import IngestSettings
-from tasks.inbox import GZIP_EXPANSION, InboxObject, TraceListing
+from tasks.inbox import GZIP_EXPANSION, InboxObject, TraceBlobs, TraceListing, bytes_read
 from tasks.ingest import plan_batches
 
 
@@ -31,6 +33,18 @@ def test_a_gzip_chunk_counts_as_what_it_decompresses_to():
     assert plain.batch_bytes == 100 + 1500 + 300
     assert packed.batch_bytes == 100 + 1500 * GZIP_EXPANSION + 300  # only chunks are decompressed
     assert packed.size == plain.size  # what the objects take in the inbox is unchanged
+
+
+def test_once_read_a_gzip_chunk_counts_what_its_trailer_says():
+    data = b'{"seq": 0}\n' * 5000
+    packed = gzip.compress(data, mtime=0)
+    t = listing("g", 5000, [len(packed), len(packed)], gz=True)
+    keys = sorted(k for k in t.objects if k.startswith("chunks/"))
+    tb = TraceBlobs(t, {"manifest.json": b"{}", keys[0]: packed, keys[1]: packed})
+    assert bytes_read(tb) == 100 + 2 * len(data)  # exact, from the last four bytes; nothing decompressed
+    assert t.batch_bytes == 100 + 2 * len(packed) * GZIP_EXPANSION  # the estimate, before reading
+    t.read_bytes = bytes_read(tb)
+    assert t.batch_bytes == 100 + 2 * len(data)  # a trace handed back is planned at its measured size
 
 
 def test_each_bound_closes_a_batch():
