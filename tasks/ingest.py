@@ -36,14 +36,7 @@ from tasks.assemble import AssembledTrace, assemble_trace, parse_manifest
 from tasks.claims import BatchInfo, Claims, safe_key
 from tasks.fastpath import assemble_fast
 from tasks.frames import BatchStamp, empty_frame, events_frame, polars_schema, to_arrow, traces_frame
-from tasks.inbox import (
-    InboxObject,
-    TraceBlobs,
-    TraceListing,
-    bytes_read,
-    delete_trace_objects,
-    load_traces,
-)
+from tasks.inbox import InboxObject, TraceBlobs, TraceListing, bytes_read, delete_trace_objects, load_traces
 from tasks.metrics import metrics_frame
 from tasks.privacy import pseudonym
 from tasks.redact import PREFILTER, redact_bytes, redact_columns, redact_json_value, redact_text, redaction_records
