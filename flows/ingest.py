@@ -23,6 +23,7 @@ from tasks.ingest import (
     clean_batch_task,
     commit_batch_task,
     plan_batches,
+    plan_last_batches,
     prepare_batch_task,
     stray_listing,
 )
@@ -70,6 +71,7 @@ def ingest_inbox(
     summary = IngestSummary()
 
     planned: dict[str, TraceListing] = {}
+    planned_batches: list[str] = []
     handed_back: list[TraceListing] = []
 
     def batches() -> Iterator[tuple[BatchInfo, list[str], dict[str, TraceListing], bool] | None]:
@@ -84,27 +86,32 @@ def ingest_inbox(
             planned.update(scan.traces)
             for info, members in orphans:
                 logger.info("resuming batch %s left by an earlier run (%d traces)", info.batch_id, len(members))
+                planned_batches.append(info.batch_id)
                 yield info, members, scan.traces, True
 
         def claimed_batch(group: list[TraceListing]) -> tuple[BatchInfo, list[str], dict[str, TraceListing], bool]:
             info, won = claim_batch(claims, run_id, [t.trace_id for t in group], logger=logger)
             planned.update((t.trace_id, t) for t in group)
+            planned_batches.append(info.batch_id)
             return info, won, {t.trace_id: t for t in group}, False
 
         claimed = claims.claimed()
         waiting: list[TraceListing] = []  # the last, perhaps not full, batch of a part: joins the next part
-        for part in scan_parts(inbox_fs, inbox_root):
+        parts = scan_parts(inbox_fs, inbox_root)
+        for n, part in enumerate(parts, 1):
             scan = scan_inbox_task(inbox_fs, inbox_root, settings, part=quote(part))
             candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
             candidates += [stray_listing(inbox_root, obj) for obj in scan.stray]
             summary.in_progress += sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
             summary.pending += sorted(t.trace_id for t in scan.by_status("pending"))
-            groups = plan_batches(waiting + [t for t in candidates if safe_key(t.trace_id) not in claimed], settings)
-            waiting = groups.pop() if groups else []
+            todo = waiting + [t for t in candidates if safe_key(t.trace_id) not in claimed]
+            if n < len(parts):
+                groups = plan_batches(todo, settings)
+                waiting = groups.pop() if groups else []
+            else:  # the rest of the inbox, known now: batches that end the run level on the workers
+                groups = plan_last_batches(todo, settings, workers=settings.workers, planned=len(planned_batches))
             for group in groups:
                 yield claimed_batch(group)
-        if waiting:
-            yield claimed_batch(waiting)
         while True:
             yield None
             if not handed_back:
@@ -122,7 +129,7 @@ def ingest_inbox(
             handed_back.append(planned[tid])
         if report.deferred:
             logger.info(
-                "batch %s: %d traces decompress to more than planned; they go to later batches: %s",
+                "batch %s: %d trace(s) decompress to more than planned; they go to later batches: %s",
                 report.batch_id,
                 len(report.deferred),
                 ", ".join(tid for tid, _ in report.deferred[:10]),

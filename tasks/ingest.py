@@ -149,6 +149,43 @@ def plan_batches(listings: Sequence[TraceListing], settings: IngestSettings) -> 
     return batches
 
 
+def plan_last_batches(
+    listings: Sequence[TraceListing], settings: IngestSettings, *, workers: int, planned: int
+) -> list[list[TraceListing]]:
+    """`plan_batches` for the last traces of a run, which ends level on `workers` processes: as
+    many batches as the bounds need, or a few more so that the run's count (`planned` before
+    these) is a multiple of `workers`, and the traces shared out so the batches weigh the same.
+    A trace weighs its share of whichever bound it fills most. Otherwise the last batch, often
+    a small remainder, runs alone while the other workers wait."""
+    groups = plan_batches(listings, settings)
+    if workers <= 1 or not groups:
+        return groups
+    count = len(groups) + (-(planned + len(groups)) % workers)
+    ordered = [t for g in groups for t in g]
+    if count > len(ordered):
+        return groups
+
+    def weight(t: TraceListing) -> float:
+        return max(
+            1 / settings.batch_max_traces,
+            t.event_count / settings.batch_max_events,
+            t.batch_bytes / settings.batch_max_bytes,
+        )
+
+    weights = [weight(t) for t in ordered]
+    target = sum(weights) / count
+    even: list[list[TraceListing]] = [[]]
+    filled = 0.0
+    for i, (t, w) in enumerate(zip(ordered, weights, strict=True)):
+        left = len(ordered) - i  # every batch to come needs a trace
+        if even[-1] and len(even) < count and (filled + w / 2 > target * len(even) or left == count - len(even)):
+            even.append([])
+        even[-1].append(t)
+        filled += w
+    fits = all(len(plan_batches(g, settings)) == 1 for g in even)
+    return even if len(even) == count and fits else groups
+
+
 def _participant(blobs: dict[str, bytes], trace_id: str, key: str) -> str | None:
     try:
         m = parse_manifest(trace_id, blobs["manifest.json"])
@@ -603,7 +640,9 @@ class IngestSummary:
                 "- seconds per stage (summed over batches): " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())
             )
         if self.deferred:
-            lines.append(f"- planned again once measured (gzip chunks larger than estimated): {self.deferred} traces")
+            lines.append(
+                f"- handed back and planned again with their measured size (gzip chunks larger than estimated): {self.deferred}"
+            )
         if self.quarantined:
             lines += ["", "| reason | traces |", "| --- | --- |"]
             lines += [f"| {reason} | {n} |" for reason, n in sorted(self.reasons().items())]

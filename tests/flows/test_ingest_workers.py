@@ -81,7 +81,8 @@ def test_a_killed_worker_fails_the_run_and_the_next_run_finishes_it(tmp_path, cl
 
 def test_batches_start_while_the_inbox_is_still_scanned(tmp_path, cli_env):
     """More traces than the first scan part (256): batches are planned part by part, the last
-    batch of each part waits for the next one, and every trace is ingested exactly once."""
+    batch of each part waits for the next one, the last part's batches are levelled, and every
+    trace is ingested exactly once."""
     inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
     n = 300
     for i in range(n):
@@ -95,7 +96,8 @@ def test_batches_start_while_the_inbox_is_still_scanned(tmp_path, cli_env):
     lk = Lake(lake)
     traces = lk.traces().collect()
     assert sorted(traces["trace_id"]) == [f"t-{i:03d}" for i in range(n)]
-    # Parts of 256 and 44 folders: 6 full batches, then the 16 left over join the next part
-    # (40 + 20): 8 batches, none over the limit, as one whole scan would plan them.
-    assert traces.group_by("batch_id").len()["len"].sort().to_list() == [20, 40, 40, 40, 40, 40, 40, 40]
+    # Parts of 256 and 44 folders: 6 full batches, then the 16 left over join the last part:
+    # 60 traces, 40 + 20 by the limit, shared out as 30 + 30 so that the run's 8 batches end
+    # level on the two workers (plan_last_batches). None is over the limit.
+    assert traces.group_by("batch_id").len()["len"].sort().to_list() == [30, 30, 40, 40, 40, 40, 40, 40]
     assert lk.events().collect().height == 5 * n and objects(inbox) == {}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemas.manifest import Complete
 from schemas.settings import IngestSettings
 from tasks.inbox import GZIP_EXPANSION, InboxObject, TraceBlobs, TraceListing, bytes_read
-from tasks.ingest import plan_batches
+from tasks.ingest import plan_batches, plan_last_batches
 
 
 def listing(tid: str, events: int, chunks: list[int], *, gz: bool = False, artifact: int = 0) -> TraceListing:
@@ -82,3 +82,27 @@ def test_batches_cover_every_trace_once_within_the_bounds(shape, max_traces, max
         if i + 1 < len(batches):  # greedy: the next batch's first trace would have broken a bound
             nxt = batches[i + 1][0]
             assert len(b) + 1 > max_traces or events + nxt.event_count > max_events or size + nxt.batch_bytes > max_bytes
+
+
+def test_the_last_batches_end_the_run_level_on_the_workers():
+    s = IngestSettings(batch_max_traces=100, batch_max_events=1000, batch_max_bytes=10**9)
+    traces = [listing(f"t{i:03d}", 100, [10]) for i in range(25)]  # 2,500 events: 1,000 + 1,000 + a lone 500
+    assert [len(b) for b in plan_batches(traces, s)] == [10, 10, 5]
+    even = plan_last_batches(traces, s, workers=2, planned=0)
+    assert sorted(len(b) for b in even) == [6, 6, 6, 7]  # four batches, two per worker, of one weight
+    assert [t.trace_id for b in even for t in b] == [t.trace_id for t in traces]
+    assert sorted(len(b) for b in plan_last_batches(traces, s, workers=2, planned=1)) == [8, 8, 9]  # 1 + 3: even
+    assert plan_last_batches(traces, s, workers=1, planned=0) == plan_batches(traces, s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes, st.integers(1, 6), st.integers(1, 150), st.integers(1, 20_000), st.integers(1, 4), st.integers(0, 5))
+def test_the_last_batches_keep_every_bound(shape, max_traces, max_events, max_bytes, workers, planned):
+    traces = [listing(f"t{i:03d}", events, [size], gz=gz) for i, (events, size, gz) in enumerate(shape)]
+    s = IngestSettings(batch_max_traces=max_traces, batch_max_events=max_events, batch_max_bytes=max_bytes)
+    batches = plan_last_batches(traces, s, workers=workers, planned=planned)
+    assert [t.trace_id for b in batches for t in b] == sorted(t.trace_id for t in traces)  # each once, in order
+    assert all(len(plan_batches(b, s)) == 1 for b in batches)  # each batch within the bounds (or a lone trace)
+    assert len(batches) >= len(plan_batches(traces, s))  # never fewer batches than the bounds need
+    if batches != plan_batches(traces, s):  # levelled: the run's batch count divides among the workers
+        assert (planned + len(batches)) % workers == 0
