@@ -134,16 +134,17 @@ def plan_batches(listings: Sequence[TraceListing], settings: IngestSettings) -> 
     current: list[TraceListing] = []
     events = size = 0
     for t in sorted(listings, key=lambda t: t.trace_id):
+        t_bytes = t.batch_bytes  # a sum over the trace's objects: once per trace
         if current and (
             len(current) >= settings.batch_max_traces
             or events + t.event_count > settings.batch_max_events
-            or size + t.batch_bytes > settings.batch_max_bytes
+            or size + t_bytes > settings.batch_max_bytes
         ):
             batches.append(current)
             current, events, size = [], 0, 0
         current.append(t)
         events += t.event_count
-        size += t.batch_bytes
+        size += t_bytes
     if current:
         batches.append(current)
     return batches
