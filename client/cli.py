@@ -508,12 +508,23 @@ def bench(
             + ", ".join(f"{k} {v} s" for k, v in result["ingest_cpu_seconds"].items())
             + f"); during the floor {result['floor_busy_cores']}"
         )
-    console.print(summary)
+    console.print(summary + "\n" + _measured_on(result["machine"]))
     text = json_mod.dumps(result, indent=1, default=str)
     if json_out:
         json_out.write_text(text + "\n")
     else:
         console.print(text, highlight=False)
+
+
+def _measured_on(m: dict) -> str:
+    """One line on where a bench result comes from: numbers only compare on like machines and disks."""
+    line = f"measured on {m['cores']} cores ({m['cpu'] or 'unknown CPU'}), {m['memory_gib']} GiB, Python {m['python']}"
+    fs = m["filesystem"]
+    if fs:
+        line += f"; workdir on {fs['type']} ({fs['device']} at {fs['mount']}, {fs['options']})"
+        if "journal" in fs:
+            line += ", with a journal" if fs["journal"] else ", without a journal"
+    return line
 
 
 # -- the recorder: prt record start|stop|abort|commit|watch|status, prt run, prt note ----------------

@@ -634,6 +634,64 @@ def _workdir(workdir: Path | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="prt-bench-", dir=workdir))
 
 
+def _where(work: Path) -> dict:
+    """Where a result was measured: its working folder, the machine and the file system under it."""
+    return {"workdir": str(work), "machine": machine(work)}
+
+
+def machine(path: Path) -> dict:
+    """The machine a result comes from, and the file system `path` is on (where the inbox and the
+    lake were): on this project's 2-core VM the same ingest runs ~20 % faster on an ext4 with a
+    journal than on its root disk's ext4 without one, mounted with `discard` (docs/performance.md)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _proc_lines("cpuinfo") if line.startswith("model name")), None)
+    mem_kb = next((int(line.split()[1]) for line in _proc_lines("meminfo") if line.startswith("MemTotal:")), 0)
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "python": sys.version.split()[0],
+        "filesystem": filesystem(path),
+    }
+
+
+def filesystem(path: Path, mountinfo: str | None = None, journals: Path = Path("/proc/fs/jbd2")) -> dict | None:
+    """The mount `path` is on, from /proc/self/mountinfo (or `mountinfo`'s text): mount point,
+    type, device and options, and for ext3/ext4 whether it keeps a journal (`journals` lists a
+    `<device>-<inode>` entry for each journal in use). None where there is no mountinfo (not Linux)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 6 or len(tail) < 3:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # "\040" is a space
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best[0])):  # the deepest, and the last of equals: on top
+            options = list(dict.fromkeys(fields[5].split(",") + tail[2].split(",")))
+            best = (point, tail[0], tail[1], options)
+    if best is None:
+        return None
+    point, fstype, device, options = best
+    out: dict = {"mount": point, "type": fstype, "device": device, "options": ",".join(options)}
+    if fstype in ("ext3", "ext4"):
+        name = os.path.basename(device)
+        out["journal"] = journals.is_dir() and any(p.name.startswith(f"{name}-") for p in journals.iterdir())
+    return out
+
+
+def _proc_lines(name: str) -> list[str]:
+    try:
+        return Path("/proc", name).read_text().splitlines()
+    except OSError:
+        return []
+
+
 def _generate(work: Path, traces: int, events: int, output_bytes: int = 0) -> tuple[Generated, float]:
     t0 = time.perf_counter()
     gen = generate_inbox(work / "inbox", traces, events, output_bytes=output_bytes)
@@ -677,7 +735,7 @@ def bench_ingest(traces: int, events: int, *, workers: int = 2, workdir: Path | 
         "delta_files": _delta_files(work / "lake"),
         "ingested": ingest["ingested"],
         "quarantined": ingest["quarantined"],
-        "workdir": str(work),
+        **_where(work),
     }
 
 
@@ -721,7 +779,7 @@ def bench_qa(traces: int, *, parallel: int = 2, sandbox: str | None = None, work
         "mean_split_s": {k: round(v, 2) for k, v in qa["mean_split_s"].items()},
         "verdicts": qa["verdicts"],
         "peak_mb": round(qa["peak_mb"]),
-        "workdir": str(work),
+        **_where(work),
     }
 
 
@@ -738,7 +796,7 @@ def bench_judge(traces: int, events: int, *, workers: int = 2, workdir: Path | N
         "flow_s": round(j["flow_s"], 2),
         "flow_traces_per_s": round(j["flow_traces"] / j["flow_s"]),
         "peak_mb": round(j["peak_mb"]),
-        "workdir": str(work),
+        **_where(work),
     }
 
 
@@ -755,7 +813,7 @@ def bench_profile(traces: int, events: int, *, workdir: Path | None = None) -> d
         "events_per_s": round(p["events"] / total),
         "stage_seconds": {k: round(v, 3) for k, v in p["stage_seconds"].items()},
         "profile": p["profile"],
-        "workdir": str(work),
+        **_where(work),
     }
 
 
@@ -763,7 +821,7 @@ def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, wo
     work = _workdir(workdir)
     _generate(work, traces, events)
     r = _run_child("read", str(work / "inbox"), str(work / "lake"), str(workers), str(days))
-    return {**r, "workdir": str(work)}
+    return {**r, **_where(work)}
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def test_ingest_against_the_floor(tmp_path, cli_env):
     cpu = r["ingest_cpu_seconds"]
     assert set(cpu) == {"user", "system", "idle", "iowait", "of_which_prefect_server"} and cpu["user"] > 0
     assert 0 < r["ingest_busy_cores"] <= os.cpu_count() * 1.1 and r["floor_busy_cores"] > 0  # 10 ms ticks
+    assert r["machine"]["cores"] == os.cpu_count()
+    assert os.stat(r["workdir"]).st_dev == os.stat(r["machine"]["filesystem"]["mount"]).st_dev  # the disk it ran on
 
 
 def test_output_bytes_is_for_the_ingest_bench_only(tmp_path, cli_env):
