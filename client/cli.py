@@ -424,6 +424,9 @@ def bench(
         ),
     ] = 0,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Ingest worker processes.")] = 2,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Run the floor and the ingest this many times (ingest); report the median run.")
+    ] = 1,
     parallel: Annotated[int, typer.Option(min=1, help="Sandboxes at once (--qa).")] = 2,
     sandbox: SandboxOpt = None,
     days: Annotated[int, typer.Option(min=1, help="Days of daily scores to write (--read).")] = 30,
@@ -443,6 +446,8 @@ def bench(
         raise typer.BadParameter("choose one of --qa, --judge, --read, --profile (or none, for ingest)")
     if output_bytes and (qa or judge or read or profile):
         raise typer.BadParameter("--output-bytes shapes the ingest benchmark's sessions; the other modes have their own")
+    if repeat > 1 and (qa or judge or read or profile):
+        raise typer.BadParameter("--repeat is for the ingest benchmark")
     if workdir:
         workdir.mkdir(parents=True, exist_ok=True)
     if qa:
@@ -492,8 +497,9 @@ def bench(
         summary = "\n".join(lines)
     else:
         n = traces or 5000
-        console.print(f"generating {n} sessions x {events} events, then the floor and the ingest ({workers} workers) …")
-        result = b.bench_ingest(n, events, workers=workers, workdir=workdir, output_bytes=output_bytes)
+        runs = f", {repeat} times each" if repeat > 1 else ""
+        console.print(f"generating {n} sessions x {events} events, then the floor and the ingest ({workers} workers){runs} …")
+        result = b.bench_ingest(n, events, workers=workers, workdir=workdir, output_bytes=output_bytes, repeat=repeat)
         summary = (
             f"[bold]{result['ingest_events_per_s']:,} events/s[/bold] ({result['ingest_mb_per_s']} MB/s) end to end: "
             f"{result['events']:,} events (~{result['bytes_per_event']} bytes each) in {result['ingest_s']} s; floor {result['floor_events_per_s']:,} events/s "
@@ -508,6 +514,13 @@ def bench(
             + ", ".join(f"{k} {v} s" for k, v in result["ingest_cpu_seconds"].items())
             + f"); during the floor {result['floor_busy_cores']}"
         )
+        if repeat > 1:
+            ev = sorted(r["ingest_events_per_s"] for r in result["runs"])
+            ratio = sorted(r["ratio_to_floor"] for r in result["runs"])
+            summary += (
+                f"\nthe median of {repeat} runs (peak memory: the highest); all runs: {ev[0]:,}–{ev[-1]:,} events/s, "
+                f"ratio {ratio[0]}–{ratio[-1]}"
+            )
     console.print(summary + "\n" + _measured_on(result["machine"]))
     text = json_mod.dumps(result, indent=1, default=str)
     if json_out:
