@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,23 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")  # the test server stops before the log flusher
+
+
+def _own_random_for_background_threads() -> None:
+    """Hypothesis warns ("Do not use the `random` module inside strategies") when the global
+    `random` state changes while it draws an example, whichever thread changed it. Two threads
+    that outlive the tests which start them did, now and then in the middle of a later property
+    test: fsspec's IO loop (aiohttp shuffles its connection queues; the S3 tests) and Prefect's
+    event loop (websockets draws its keep-alive ping payloads; the flow tests). Each library gets
+    a `random.Random` of its own: the same calls, no state shared with the tests."""
+    import aiohttp.connector
+    import websockets.asyncio.connection
+
+    for module in (aiohttp.connector, websockets.asyncio.connection):
+        module.random = random.Random()
+
+
+_own_random_for_background_threads()
 
 
 @pytest.fixture(scope="session")
