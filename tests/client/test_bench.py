@@ -53,6 +53,7 @@ def test_repeated_runs_report_the_median_and_each_run(tmp_path, cli_env):
     assert r["ingest_events_per_s"] == sorted(x["ingest_events_per_s"] for x in runs)[1]  # the median run
     assert r["ratio_to_floor"] in {x["ratio_to_floor"] for x in runs}  # its own floor's, not another run's
     assert r["ingest_peak_mb"] == max(x["ingest_peak_mb"] for x in runs)
+    assert abs(sum(r["ingest_peak_mb_by_process"]) - r["ingest_peak_mb"]) <= len(r["ingest_peak_mb_by_process"])  # its split
     work = Path(r["workdir"])
     assert sorted(p.name for p in work.iterdir()) == ["floor-table", "inbox", "lake"]  # earlier runs' copies gone
     assert Lake(str(work / "lake")).events().select(pl.len()).collect().item() == 120  # the last run's lake, whole
