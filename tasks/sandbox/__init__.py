@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from schemas.errors import ConfigError, SandboxUnavailable
 from schemas.settings import SandboxSettings, get_sandbox_settings
-from tasks.sandbox.base import OutputCap, RunResult, RunSpec, Sandbox
+from tasks.sandbox.base import Mount, OutputCap, RunResult, RunSpec, Sandbox
 from tasks.sandbox.docker import DockerSandbox
 from tasks.sandbox.namespace import NamespaceSandbox
 
-__all__ = ["SANDBOXES", "OutputCap", "RunResult", "RunSpec", "Sandbox", "get_sandbox", "register_sandbox"]
+__all__ = ["SANDBOXES", "Mount", "OutputCap", "RunResult", "RunSpec", "Sandbox", "get_sandbox", "register_sandbox"]
 
 SANDBOXES: dict[str, type[Sandbox]] = {}
 

@@ -8,6 +8,7 @@ host but what the caller passes, and no writes outside the workspace (and a priv
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -21,10 +22,24 @@ from typing import ClassVar
 
 from schemas.settings import SandboxSettings
 
-__all__ = ["SANDBOX_UID", "OutputCap", "RunResult", "RunSpec", "Sandbox"]
+__all__ = ["SANDBOX_UID", "Mount", "OutputCap", "RunResult", "RunSpec", "Sandbox"]
 
 SANDBOX_UID = 1000
 """The unprivileged user inside every sandbox (`sandbox` in the image and the rootfs)."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder the command sees besides its workspace (QA's reporter and its results folder)."""
+
+    source: Path
+    target: str
+    """Absolute path inside the sandbox, under /run/ (a private tmpfs in every back-end)."""
+    read_only: bool = True
+
+    def __post_init__(self):
+        if not self.target.startswith("/run/") or ".." in self.target.split("/"):
+            raise ValueError(f"mount target {self.target!r} must lie under /run/")
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class RunSpec:
     """The only variables the command sees, besides PATH, HOME and LANG."""
     image: str | None = None
     """Docker image; None for the back-end's default. The namespace back-end always uses its rootfs."""
+    mounts: tuple[Mount, ...] = ()
+    """Extra folders; a writable one is made writable by the sandbox user, like the workspace."""
 
 
 @dataclass
@@ -125,17 +142,36 @@ class Sandbox(ABC):
     def prepare_workspace(self, path: Path) -> None:
         """Make `path` writable by the sandbox user (called before a run)."""
 
-    @contextmanager
-    def workspace(self) -> Iterator[Path]:
-        """A fresh, empty workspace folder that the sandbox user can reach; removed afterwards.
-
-        Workspaces live under `<workdir>/prt-sandbox/` (mode 0711: traversable, not listable),
-        because a sandbox running as its own uid cannot enter private folders such as pytest's.
-        """
+    def base_dir(self) -> Path:
+        """`<workdir>/prt-sandbox/` (mode 0711: traversable, not listable): every folder a sandbox
+        mounts lives here, because a sandbox running as its own uid cannot enter private folders
+        such as pytest's or /root."""
         base = Path(self.settings.workdir or tempfile.gettempdir()) / "prt-sandbox"
         base.mkdir(exist_ok=True)
         os.chmod(base, 0o711)
-        path = Path(tempfile.mkdtemp(prefix="ws-", dir=base))
+        return base
+
+    def shared_copy(self, source: Path) -> Path:
+        """A read-only copy of the files in `source` that every sandbox run can mount, made once per content."""
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix == ".py")
+        digest = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files)).hexdigest()[:16]
+        target = self.base_dir() / f"{source.name}-{digest}"
+        if not target.is_dir():
+            tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=self.base_dir()))
+            for p in files:
+                shutil.copyfile(p, tmp / p.name)
+                os.chmod(tmp / p.name, 0o644)
+            os.chmod(tmp, 0o755)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another run made it meanwhile
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @contextmanager
+    def workspace(self) -> Iterator[Path]:
+        """A fresh, empty workspace folder that the sandbox user can reach (under `base_dir()`); removed afterwards."""
+        path = Path(tempfile.mkdtemp(prefix="ws-", dir=self.base_dir()))
         try:
             yield path
         finally:

@@ -89,6 +89,9 @@ class DockerSandbox(Sandbox):
         s = self.settings
         t0 = time.monotonic()
         image = spec.image or s.image
+        for m in spec.mounts:
+            if not m.read_only:
+                self.prepare_workspace(m.source)
         env = {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **spec.env}
         ulimits = [Ulimit(name="fsize", soft=_FSIZE, hard=_FSIZE), Ulimit(name="nofile", soft=4096, hard=4096)]
         pids_limit = s.pids
@@ -117,7 +120,10 @@ class DockerSandbox(Sandbox):
                     "/tmp": f"rw,exec,nosuid,size=256m,uid={SANDBOX_UID},gid={SANDBOX_UID}",
                     "/home/sandbox": f"rw,nosuid,size=64m,uid={SANDBOX_UID},gid={SANDBOX_UID}",
                 },
-                volumes={str(spec.workspace): {"bind": "/work", "mode": "rw"}},
+                volumes={
+                    str(spec.workspace): {"bind": "/work", "mode": "rw"},
+                    **{str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+                },
                 ulimits=ulimits,
                 log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
                 runtime=s.runtime,

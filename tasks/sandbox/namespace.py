@@ -103,6 +103,7 @@ class NamespaceSandbox(Sandbox):
             "--dev", "/dev",
             "--size", str(_TMP_SIZE), "--tmpfs", "/tmp",
             "--bind", str(spec.workspace), "/work",
+            "--tmpfs", "/run",
             "--chdir", "/work",
             "--uid", str(SANDBOX_UID),
             "--gid", str(SANDBOX_UID),
@@ -110,6 +111,8 @@ class NamespaceSandbox(Sandbox):
             "--disable-userns",
             "--clearenv",
         ]  # fmt: skip
+        for m in spec.mounts:
+            bwrap += ["--ro-bind" if m.read_only else "--bind", str(m.source), m.target]
         for k, v in env.items():
             bwrap += ["--setenv", k, v]
         return [*privileges, *limits, *bwrap, "--", "/bin/sh", "-c", spec.command]
@@ -120,6 +123,9 @@ class NamespaceSandbox(Sandbox):
         if os.geteuid() == 0:
             host_uid = 200_000 + secrets.randbelow(100_000)  # a uid of its own: the process limit counts only this run
             _chown_tree(spec.workspace, host_uid)
+            for m in spec.mounts:
+                if not m.read_only:
+                    _chown_tree(m.source, host_uid)
         argv = self._argv(spec, host_uid)
         out, err = OutputCap(self.settings.output_bytes), OutputCap(self.settings.output_bytes)
         try:

@@ -224,3 +224,24 @@ def _processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return out
+
+
+def test_extra_mounts_are_read_only_or_writable_as_asked(sandbox, tmp_path):
+    from tasks.sandbox import Mount
+
+    source = tmp_path / "lib"  # private to root, as /root or pytest's folders are: the sandbox mounts a copy
+    source.mkdir()
+    (source / "tool.py").write_text("print('from the host')\n")
+    lib = sandbox.shared_copy(source)
+    assert sandbox.shared_copy(source) == lib  # made once per content
+    with sandbox.workspace() as ws, sandbox.workspace() as results:
+        sandbox.prepare_workspace(ws)
+        mounts = (Mount(lib, "/run/prt/lib"), Mount(results, "/run/prt/out", read_only=False))
+        command = "python3 /run/prt/lib/tool.py; echo x > /run/prt/lib/new && echo lib-writable; echo result > /run/prt/out/r.txt"
+        r = sandbox.run(RunSpec(ws, command, 60, mounts=mounts))
+        assert r.exit_code == 0, r.stderr
+        assert "from the host" in r.stdout and "lib-writable" not in r.stdout
+        assert (results / "r.txt").read_text() == "result\n" and not (lib / "new").exists()
+        assert not list(ws.iterdir())  # the results folder is not part of the workspace
+    with pytest.raises(ValueError, match="must lie under /run/"):
+        Mount(lib, "/etc/prt")
