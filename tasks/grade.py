@@ -1,28 +1,82 @@
-"""Grade a verification from its saved evidence: JUnit reports in, verdict out.
+"""Grade a verification from its saved evidence: the two runs' reports in, verdict out.
 
 Pure functions of the saved reports (like the SWE-bench harness grades from its logs), so a run
-can be re-graded without re-running anything: `grade(parse_junit(before), parse_junit(after))`.
+can be re-graded without running anything: `grade(parse_report(before), parse_report(after))`.
+
+The rules, in order (GRADER_VERSION; schemas/qa.py says what each verdict means):
+
+1. an edit that does not replay                                  -> replay_mismatch
+2. a run that cannot be trusted or never really ran              -> error, naming it:
+   no report, a timeout, a sandbox failure; the runner's own failure (pytest exit status 2, 3,
+   4 or 5); no tests at all; a file that could not be collected (in the before run only files
+   whose final version joined it may fail: a regression test that imports what the fix adds);
+   an outcome a conftest or plugin changed; and, when the session targeted tests, none of them ran
+3. a test that passed before fails, errors or is gone after (PASS_TO_FAIL)   -> regression
+4. a test fixed (FAIL_TO_PASS), but a test the session targeted is not passing after -> partial
+5. a test fixed                                                   -> verified
+6. nothing fixed                                                  -> not_fixed
+
+FAIL_TO_FAIL tests outside the session's targets (a test that needs a tool the sandbox lacks)
+are reported and do not block `verified`. The session's targets are its own test files and the
+tests its test runs named or saw fail (tasks/qa.py gathers them from its events).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from schemas.qa import TestStatus, Verdict
+from tasks.runners import RUNNERS
 
-__all__ = ["Grade", "ReportError", "counts", "flaky_tests", "grade", "parse_junit"]
+__all__ = [
+    "GRADER_VERSION",
+    "Grade",
+    "ReportError",
+    "RunReport",
+    "counts",
+    "flaky_tests",
+    "grade",
+    "matches_target",
+    "merge_reports",
+    "parse_junit",
+    "parse_report",
+]
 
+GRADER_VERSION = "2"
+"""Bump when the rules change: `prt reprocess --stages regrade` re-grades stored reports with them."""
 MAX_REPORT_BYTES = 32 * 2**20
+_WORST = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 
 
 class ReportError(ValueError):
-    """A JUnit report is missing, too large, or not a report."""
+    """A test report is missing, too large, or not a report."""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one test run says: per-test statuses and the runner's own facts (None: not recorded)."""
+
+    tests: dict[str, TestStatus]
+    files: dict[str, str] = field(default_factory=dict)
+    """Test id -> the file it came from, relative to the repo root (where the report says)."""
+    framework: str | None = None
+    exit_status: int | None = None
+    """The runner's exit status as it recorded it (pytest's ExitCode)."""
+    process_exit: int | None = None
+    """The exit code of the test process, as the sandbox saw it."""
+    collected: int | None = None
+    collection_errors: tuple[str, ...] = ()
+    """"path: message" for each file or module that could not be collected."""
+    tampered: tuple[str, ...] = ()
+    """Tests whose outcome a conftest or plugin changed (a raised phase reported as passed)."""
 
 
 def _node_id(case) -> str:
+    """A pytest node id from a plain xunit1 testcase (pytest's own --junitxml)."""
     name = case.get("name", "?")
     classname = case.get("classname", "")
     file = case.get("file")
@@ -35,40 +89,115 @@ def _node_id(case) -> str:
     return name
 
 
-def parse_junit(xml: bytes) -> dict[str, TestStatus]:
-    """Per-test statuses from a JUnit XML report (pytest's xunit1 family gives exact node ids).
+def _status(case) -> TestStatus:
+    tags = {child.tag for child in case}
+    if "error" in tags:
+        return "error"
+    if "failure" in tags:
+        return "failed"
+    if "skipped" in tags:
+        return "skipped"
+    return "passed"
 
-    Parsed with defusedxml: reports come from untrusted code, and entity bombs must not reach the host's parser.
-    """
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_report(xml: bytes, *, exit_code: int | None = None) -> RunReport:
+    """A RunReport from JUnit XML: the reporters of tasks/harness/ (exact ids, the runner's facts as
+    properties) or any runner's plain JUnit XML (pytest's own: a `collection failure` error is a
+    file that could not be collected, not a test). Parsed with defusedxml: reports come from
+    untrusted code, and entity bombs must not reach the host's parser."""
     if len(xml) > MAX_REPORT_BYTES:
-        raise ReportError(f"the JUnit report is {len(xml)} bytes, over the {MAX_REPORT_BYTES}-byte limit")
+        raise ReportError(f"the test report is {len(xml)} bytes, over the {MAX_REPORT_BYTES}-byte limit")
     try:
         root = ElementTree.fromstring(xml)
     except (ElementTree.ParseError, DefusedXmlException) as exc:
-        raise ReportError(f"the JUnit report is not valid XML ({exc})") from None
-    statuses: dict[str, TestStatus] = {}
-    for case in root.iter("testcase"):
-        tags = {child.tag for child in case}
-        status: TestStatus = "passed"
-        if "error" in tags:
-            status = "error"
-        elif "failure" in tags:
-            status = "failed"
-        elif "skipped" in tags:
-            status = "skipped"
-        node = _node_id(case)
-        # A test reported twice (an error in teardown after a pass) keeps its worst status.
-        if statuses.get(node) not in ("failed", "error"):
-            statuses[node] = status
-    return statuses
+        raise ReportError(f"the test report is not valid XML ({exc})") from None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    tests: dict[str, TestStatus] = {}
+    files: dict[str, str] = {}
+    props: dict[str, list[str]] = {}
+    framework = None
+    collection_errors: list[str] = []
+    for suite in suites:
+        framework = framework or suite.get("name")
+        for p in suite.iter("property"):
+            props.setdefault(p.get("name", ""), []).append(p.get("value", ""))
+        for case in suite.iter("testcase"):
+            status = _status(case)
+            error = case.find("error")
+            if error is not None and error.get("message") == "collection failure" and case.get("id") is None:
+                collection_errors.append(f"{case.get('file') or case.get('name', '?')}: {_last_error_line(error.text)}")
+                continue
+            node = case.get("id") or _node_id(case)
+            # A test reported twice (an error in teardown after a pass) keeps its worst status.
+            if node not in tests or _WORST[status] > _WORST[tests[node]]:
+                tests[node] = status
+            if case.get("file"):
+                files[node] = case.get("file", "")
+    framework = (props.get("prt.framework") or [framework])[0]
+    return RunReport(
+        tests,
+        files,
+        framework,
+        exit_status=_int((props.get("prt.exit_status") or [None])[0]),
+        process_exit=exit_code,
+        collected=_int((props.get("prt.collected") or [None])[0]),
+        collection_errors=tuple(collection_errors + props.get("prt.collection_error", [])),
+        tampered=tuple(props.get("prt.tampered", [])),
+    )
 
 
-def counts(report: dict[str, TestStatus] | None) -> tuple[int | None, int | None, int | None]:
+def _last_error_line(text: str | None) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    errors = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
+    return (errors[-1] if errors else lines[-1] if lines else "")[:300]
+
+
+def merge_reports(main: RunReport, others: Iterable[RunReport]) -> RunReport:
+    """The main process's report with its workers' tests (pytest-xdist); worst status wins."""
+    tests, files = dict(main.tests), dict(main.files)
+    errors, tampered = list(main.collection_errors), list(main.tampered)
+    for r in others:
+        for t, s in r.tests.items():
+            if t not in tests or _WORST[s] > _WORST[tests[t]]:
+                tests[t] = s
+        files.update(r.files)
+        errors += r.collection_errors
+        tampered += r.tampered
+    return replace(main, tests=tests, files=files, collection_errors=tuple(errors), tampered=tuple(tampered))
+
+
+def parse_junit(xml: bytes) -> dict[str, TestStatus]:
+    """Per-test statuses of a JUnit XML report."""
+    return parse_report(xml).tests
+
+
+def counts(report: RunReport | None) -> tuple[int | None, int | None, int | None]:
     """(passed, failed or errored, skipped)."""
     if report is None:
         return None, None, None
-    values = list(report.values())
+    values = list(report.tests.values())
     return values.count("passed"), values.count("failed") + values.count("error"), values.count("skipped")
+
+
+def _canonical(name: str) -> str:
+    """One spelling for a test, file or folder, whichever runner named it: tests/test_a.py::T::t,
+    tests.test_a.T.t (unittest) and tests/test_a.py -> tests.test_a."""
+    path, sep, rest = name.removeprefix("./").partition("::")
+    path = path[:-3] if path.endswith(".py") else path.rstrip("/")
+    return path.replace("/", ".") + ("." + rest.replace("::", ".") if sep else "")
+
+
+def matches_target(test_id: str, target: str) -> bool:
+    """Whether `test_id` is `target` or lies inside it (a file, folder, class or parametrized test)."""
+    t, x = _canonical(test_id), _canonical(target)
+    return t == x or t.startswith(x + ".") or t.startswith(x + "[")
 
 
 @dataclass(frozen=True)
@@ -79,38 +208,103 @@ class Grade:
     pass_to_pass: tuple[str, ...] = ()
     pass_to_fail: tuple[str, ...] = ()
     fail_to_fail: tuple[str, ...] = ()
-    flaky: tuple[str, ...] = field(default=())
+    flaky: tuple[str, ...] = ()
+    targeted: tuple[str, ...] = ()
+    """Tests that ran and that the session targeted."""
+
+
+def _trouble(report: RunReport, which: str, may_fail_to_collect: frozenset[str]) -> str | None:
+    """Why a run cannot be graded as a run, or None."""
+    if report.tampered:
+        return (
+            f"{which} run: a conftest or plugin changed the outcome of {len(report.tampered)} test(s), "
+            f"e.g. {report.tampered[0]}; the results cannot be trusted"
+        )
+    status = report.exit_status if report.exit_status is not None else report.process_exit
+    if report.exit_status is not None and report.process_exit is not None and report.exit_status != report.process_exit:
+        return f"{which} run: the test process exited {report.process_exit}, but its runner recorded {report.exit_status}"
+    runner = RUNNERS.get(report.framework or "")
+    if status is not None and status not in (0, 1):
+        meaning = (runner.runner_failures.get(status) if runner else None) or f"the test runner exited {status}"
+        first = f" ({report.collection_errors[0]})" if report.collection_errors else ""
+        return f"{which} run: {meaning}{first}"
+    allowed = {_canonical(p) for p in may_fail_to_collect}
+    broken = [e for e in report.collection_errors if _canonical(e.split(": ", 1)[0]) not in allowed]
+    if broken:
+        return f"{which} run: {len(broken)} test file(s) could not be collected, e.g. {broken[0]}"
+    # A before run whose only tests are the session's own, not importable yet, ran what it could.
+    if not report.tests and (which == "after" or not report.collection_errors):
+        return f"{which} run: no tests ran"
+    return None
 
 
 def grade(
-    before: dict[str, TestStatus] | None,
-    after: dict[str, TestStatus] | None,
+    before: RunReport | None,
+    after: RunReport | None,
     *,
+    targets: Iterable[str] = (),
+    before_files: Iterable[str] = (),
     replay_error: str | None = None,
     run_error: str | None = None,
     flaky: tuple[str, ...] = (),
 ) -> Grade:
-    """The verdict of one verification (see schemas/qa.py for what each verdict means)."""
+    """The verdict of one verification (the rules are in the module docstring).
+
+    targets: what the session targeted (test ids, files, folders). before_files: files whose
+    final version joined the before run; only they may fail to collect there.
+    """
     if replay_error:
         return Grade("replay_mismatch", replay_error)
     if run_error or before is None or after is None:
         return Grade("error", run_error or "a test run produced no report")
-    if not after:
-        return Grade("error", "the after run collected no tests")
-    passing_before = {t for t, s in before.items() if s == "passed"}
-    tests = sorted(set(before) | set(after))
-    f2p = tuple(t for t in tests if t not in passing_before and after.get(t) == "passed")
-    p2p = tuple(t for t in tests if t in passing_before and after.get(t) == "passed")
-    p2f = tuple(t for t in tests if t in passing_before and after.get(t) in ("failed", "error", None))
-    f2f = tuple(t for t in tests if t not in passing_before and after.get(t) in ("failed", "error"))
-    lists = {"fail_to_pass": f2p, "pass_to_pass": p2p, "pass_to_fail": p2f, "fail_to_fail": f2f, "flaky": flaky}
+    trouble = _trouble(after, "after", frozenset()) or _trouble(before, "before", frozenset(before_files))
+    if trouble:
+        return Grade("error", trouble)
+    targets = sorted(set(targets))
+    tests = sorted(set(before.tests) | set(after.tests))
+    targeted = tuple(t for t in tests if any(matches_target(t, x) for x in targets))
+    if targets and not targeted:
+        shown = ", ".join(targets[:3]) + (", ..." if len(targets) > 3 else "")
+        return Grade(
+            "error",
+            f"none of the tests the session targeted ({shown}) ran in QA; check qa.test_command",
+            flaky=flaky,
+        )
+    passing_before = {t for t, s in before.tests.items() if s == "passed"}
+    f2p = tuple(t for t in tests if t not in passing_before and after.tests.get(t) == "passed")
+    p2p = tuple(t for t in tests if t in passing_before and after.tests.get(t) == "passed")
+    p2f = tuple(t for t in tests if t in passing_before and after.tests.get(t) in ("failed", "error", None))
+    f2f = tuple(t for t in tests if t not in passing_before and after.tests.get(t) in ("failed", "error"))
+    lists = {
+        "fail_to_pass": f2p,
+        "pass_to_pass": p2p,
+        "pass_to_fail": p2f,
+        "fail_to_fail": f2f,
+        "flaky": flaky,
+        "targeted": targeted,
+    }
     if p2f:
         return Grade("regression", f"{len(p2f)} test(s) passed before the edits and fail after, e.g. {p2f[0]}", **lists)
-    if f2p and f2f:
-        return Grade("partial", f"{len(f2p)} test(s) fixed, {len(f2f)} still failing, e.g. {f2f[0]}", **lists)
+    unfixed = tuple(t for t in targeted if _not_passing_after(t, before, after))
+    if f2p and unfixed:
+        return Grade(
+            "partial",
+            f"{len(f2p)} test(s) fixed, but {len(unfixed)} the session targeted still do not pass, e.g. {unfixed[0]}",
+            **lists,
+        )
     if f2p:
-        return Grade("verified", f"{len(f2p)} test(s) fixed and every test passes after the edits", **lists)
+        rest = f"; {len(f2f)} other test(s) fail before and after" if f2f else ""
+        return Grade("verified", f"{len(f2p)} test(s) fixed, none broken, every targeted test passes{rest}", **lists)
     return Grade("not_fixed", f"no failing test passes after the edits ({len(f2f)} still failing)", **lists)
+
+
+def _not_passing_after(test: str, before: RunReport, after: RunReport) -> bool:
+    status = after.tests.get(test)
+    if status in ("failed", "error"):
+        return True
+    if status is None:
+        return test in before.tests  # it ran before and is gone
+    return status == "skipped" and before.tests.get(test) != "skipped"
 
 
 def flaky_tests(runs: list[dict[str, TestStatus]]) -> tuple[str, ...]:

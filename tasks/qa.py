@@ -8,6 +8,7 @@ their evidence is stored under <lake>/artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,10 +22,11 @@ from schemas.tables import QA_RUNS
 from tasks._prefect import stage_task
 from tasks.frames import polars_schema, to_arrow
 from tasks.replay import EditSpec
+from tasks.runners import UnsupportedTestCommand, parse_test_command
 from tasks.sandbox import Sandbox
 from tasks.verify import QaInput, QaOutcome, qa_id, verify_trace
 
-__all__ = ["QaSummary", "load_qa_inputs", "pending_inputs", "run_verification", "store_outcomes"]
+__all__ = ["QaSummary", "load_qa_inputs", "pending_inputs", "run_verification", "store_outcomes", "test_run_targets"]
 
 
 def load_qa_inputs(lake: Lake, trace_ids: list[str] | None = None, *, only_unverified: bool = True) -> list[QaInput]:
@@ -39,18 +41,24 @@ def load_qa_inputs(lake: Lake, trace_ids: list[str] | None = None, *, only_unver
     ids = traces_df["trace_id"].to_list()
     if not ids:
         return []
-    edits = (
+    events = (
         lake.events()
-        .filter(pl.col("trace_id").is_in(ids) & (pl.col("type") == "file_edit"))
-        .select("trace_id", "seq", "event_id", "file_path", "diff_unified", "buffer_hash_after")
+        .filter(pl.col("trace_id").is_in(ids) & pl.col("type").is_in(["file_edit", "test_run"]))
+        .select(
+            "trace_id", "seq", "type", "event_id", "file_path", "diff_unified", "buffer_hash_after", "command", "failing_tests"
+        )
         .collect()
         .sort("trace_id", "seq")
     )
     by_trace: dict[str, list[EditSpec]] = {}
-    for r in edits.iter_rows(named=True):
-        by_trace.setdefault(r["trace_id"], []).append(
-            EditSpec(r["seq"], r["event_id"], r["file_path"], r["diff_unified"], r["buffer_hash_after"])
-        )
+    targets: dict[str, set[str]] = {}
+    for r in events.iter_rows(named=True):
+        if r["type"] == "file_edit":
+            by_trace.setdefault(r["trace_id"], []).append(
+                EditSpec(r["seq"], r["event_id"], r["file_path"], r["diff_unified"], r["buffer_hash_after"])
+            )
+        else:
+            targets.setdefault(r["trace_id"], set()).update(test_run_targets(r["command"], r["failing_tests"]))
     return [
         QaInput(
             r["trace_id"],
@@ -59,9 +67,18 @@ def load_qa_inputs(lake: Lake, trace_ids: list[str] | None = None, *, only_unver
             r["test_timeout_s"],
             r["env_image"],
             tuple(by_trace.get(r["trace_id"], ())),
+            tuple(sorted(targets.get(r["trace_id"], ()))),
         )
         for r in traces_df.iter_rows(named=True)
     ]
+
+
+def test_run_targets(command: str | None, failing_tests: list[str] | None) -> list[str]:
+    """What one of the session's test runs targeted: the tests it saw fail and those its command names."""
+    out = list(failing_tests or [])
+    with contextlib.suppress(UnsupportedTestCommand):  # a command QA would not run still named its failures above
+        out += parse_test_command(command or "").named_tests()
+    return out
 
 
 def pending_inputs(inputs: list[QaInput], sandbox: Sandbox, lake: Lake) -> tuple[list[QaInput], list[str]]:

@@ -164,10 +164,13 @@ def write_repo_trace(
     timeout_s: float = 60,
     image: str | None = None,
     bad_hash_at: int | None = None,
+    failing: list[str] | None = None,
+    run_command: str | None = None,
 ) -> None:
-    """A session over a repo given as {path: text}: a failing run, then `edits` as (path, new full text).
+    """A session over a repo given as {path: text}: a plan, then `edits` as (path, new full text).
 
     bad_hash_at: index of an edit whose buffer_hash_after is recorded wrong (a replay mismatch).
+    failing: a test run before the edits saw these tests fail (its command: run_command, else test_command).
     """
     import tempfile
 
@@ -184,6 +187,10 @@ def write_repo_trace(
         clock=lambda: next(clock),
     ) as w:
         w.note("plan", "reproduce, then fix")
+        if failing is not None:
+            w.test_run(
+                "pytest", run_command or test_command, passed=0, failed=len(failing), duration_s=0.2, failing_tests=failing
+            )
         current = dict(files)
         for i, (path, new) in enumerate(edits):
             if bad_hash_at == i:

@@ -12,7 +12,8 @@ from lake import Lake
 from lake.storage import fs_for, join
 from schemas.errors import SandboxUnavailable
 from schemas.settings import SandboxSettings, get_sandbox_settings
-from tasks.grade import grade, parse_junit
+from tasks.qa import load_qa_inputs
+from tasks.regrade import regrade_row
 from tasks.sandbox import get_sandbox
 from tests.conftest import EXAMPLES, SANDBOX_PARAMS, sandbox_or_skip
 from tests.tracegen import write_repo_trace
@@ -63,10 +64,12 @@ def test_examples_verify_as_recorded_and_only_once(tmp_path, backend):
 
     # The saved evidence re-grades to the same verdicts without running anything.
     fs, root = fs_for(lake)
+    inputs = {i.trace_id: i for i in load_qa_inputs(Lake(lake), list(runs))}
     for r in runs.values():
-        before = parse_junit(fs.cat_file(join(root, "artifacts", r["junit_before_ref"][7:])))
-        after = parse_junit(fs.cat_file(join(root, "artifacts", r["junit_after_ref"][7:])))
-        assert grade(before, after).verdict == r["verdict"]
+        before = fs.cat_file(join(root, "artifacts", r["junit_before_ref"][7:]))
+        after = fs.cat_file(join(root, "artifacts", r["junit_after_ref"][7:]))
+        g = regrade_row(r, before, after, inputs[r["trace_id"]])
+        assert (g.verdict, list(g.fail_to_pass), list(g.targeted)) == (r["verdict"], r["fail_to_pass"], r["targeted"])
         assert "--- stdout ---" in fs.cat_file(join(root, "artifacts", r["log_after_ref"][7:])).decode()
 
     version = Lake(lake).tables.open("qa_runs").version()
@@ -77,19 +80,23 @@ def test_examples_verify_as_recorded_and_only_once(tmp_path, backend):
 
 def test_each_verdict(tmp_path, backend):
     inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
-    write_repo_trace(inbox, "v-partial", CALC, [("calc.py", FIXED_ADD)])
+    failing = ["tests/test_calc.py::test_add", "tests/test_calc.py::test_neg"]
+    write_repo_trace(inbox, "v-partial", CALC, [("calc.py", FIXED_ADD)], failing=failing)
+    write_repo_trace(inbox, "v-other-tests-fail", CALC, [("calc.py", FIXED_ADD)], failing=failing[:1])
     write_repo_trace(inbox, "v-verified", CALC, [("calc.py", FIXED_ADD.replace("return a\n", "return -a\n"))])
     write_repo_trace(inbox, "v-regression", CALC, [("calc.py", FIXED_ADD.replace("return a * b", "return a ** b"))])
     write_repo_trace(inbox, "v-not-fixed", CALC, [("README.md", "docs only\n")])
     write_repo_trace(inbox, "v-mismatch", CALC, [("calc.py", FIXED_ADD), ("calc.py", FIXED_ADD + "\n# more\n")], bad_hash_at=1)
     write_repo_trace(inbox, "v-not-pytest", CALC, [("calc.py", FIXED_ADD)], test_command="echo no tests here")
-    write_repo_trace(inbox, "v-timeout", CALC, [("calc.py", FIXED_ADD)], test_command="sleep 600", timeout_s=2)
+    slow = {**CALC, "tests/test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(600)\n"}
+    write_repo_trace(inbox, "v-timeout", slow, [("calc.py", FIXED_ADD)], timeout_s=3)
     ingest_inbox(inbox=inbox, lake=lake)
 
     verify_traces(lake=lake, sandbox=backend)
     runs = _verdicts(lake)
     assert {t: r["verdict"] for t, r in runs.items()} == {
         "v-partial": "partial",
+        "v-other-tests-fail": "verified",  # test_neg fails before and after, and the session never targeted it
         "v-verified": "verified",
         "v-regression": "regression",
         "v-not-fixed": "not_fixed",
@@ -99,12 +106,14 @@ def test_each_verdict(tmp_path, backend):
     }
     assert runs["v-partial"]["fail_to_pass"] == ["tests/test_calc.py::test_add"]
     assert runs["v-partial"]["fail_to_fail"] == ["tests/test_calc.py::test_neg"]
+    assert runs["v-partial"]["targeted"] == ["tests/test_calc.py::test_add", "tests/test_calc.py::test_neg"]
+    assert runs["v-other-tests-fail"]["fail_to_fail"] == ["tests/test_calc.py::test_neg"]
     assert runs["v-regression"]["pass_to_fail"] == ["tests/test_calc.py::test_mul"]
     mismatch = runs["v-mismatch"]
     assert mismatch["mismatch_seq"] == 2 and "edit seq 2 (event ev-000002) to calc.py" in mismatch["verdict_reason"]
     assert mismatch["before_exit_code"] is None  # nothing ran
     assert runs["v-timeout"]["timed_out"] and "timeout" in runs["v-timeout"]["verdict_reason"]
-    assert "without writing a JUnit report" in runs["v-not-pytest"]["verdict_reason"]
+    assert "QA does not know how to run the test command 'echo no tests here'" in runs["v-not-pytest"]["verdict_reason"]
 
 
 FLAKY = {
@@ -139,7 +148,7 @@ def test_manifest_can_name_an_image(tmp_path):
     ingest_inbox(inbox=inbox, lake=lake)
     verify_traces(lake=lake, sandbox="docker")
     runs = _verdicts(lake)
-    assert runs["img-default"]["verdict"] == "partial" and runs["img-default"]["image"] == "prt-sandbox:1"
+    assert runs["img-default"]["verdict"] == "verified" and runs["img-default"]["image"] == "prt-sandbox:1"
     assert runs["img-missing"]["verdict"] == "error" and "no-such-image:404" in runs["img-missing"]["verdict_reason"]
 
 
