@@ -49,7 +49,11 @@ class Lake:
             raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
         if not self.tables.exists(name):
             return pl.LazyFrame(schema=pl.from_arrow(TABLES[name].schema.empty_table()).schema)
-        return pl.scan_delta(self.tables.uri(name), version=version, storage_options=self.tables.storage_options or None)
+        frame = pl.scan_delta(self.tables.uri(name), version=version, storage_options=self.tables.storage_options or None)
+        have = frame.collect_schema()
+        spec = pl.from_arrow(TABLES[name].schema.empty_table()).schema
+        missing = [pl.lit(None, dtype=dtype).alias(col) for col, dtype in spec.items() if col not in have]
+        return frame.with_columns(missing) if missing else frame  # a table last written by an older version
 
     def traces(self) -> pl.LazyFrame:
         return self.table("traces")
@@ -70,15 +74,23 @@ class Lake:
         return self.table("scores")
 
     def latest_qa(self) -> pl.LazyFrame:
-        """The most recent QA run of each trace."""
-        return self.qa_runs().sort("started_at").group_by("trace_id").agg(pl.all().last())
+        """The latest verdict of each trace: its most recently graded QA row (a re-graded row is newer
+        than the run it re-graded)."""
+        when = pl.coalesce("graded_at", "started_at")
+        return self.qa_runs().group_by("trace_id").agg(pl.all().sort_by(when, "qa_id").last())
+
+    def latest_scores(self) -> pl.LazyFrame:
+        """Each judge's latest `scored` row per trace. A trace is scored again when its verdict
+        changes, so older rows (the verdict the judge saw then) stay as history."""
+        scored = self.scores().filter(pl.col("status") == "scored")
+        return scored.group_by("trace_id", "judge_id").agg(pl.all().sort_by("scored_at").last())
 
     def judges(self) -> pl.DataFrame:
         """Every judge that scored something: judge_id, kind, model, traces scored, last run."""
         return (
             self.scores()
             .group_by("judge_id", "judge_kind", "model")
-            .agg(traces=pl.len(), last_scored=pl.col("scored_at").max())
+            .agg(traces=pl.col("trace_id").n_unique(), last_scored=pl.col("scored_at").max())
             .sort("last_scored", descending=True)
             .collect()
         )
@@ -91,12 +103,15 @@ class Lake:
         verdict: str | Sequence[str] | None = None,
         min_score: float | None = None,
         judge: str | None = None,
+        test_config_changed: bool | None = None,
     ) -> pl.LazyFrame:
         """One row per trace: the trace, its metrics, its latest QA verdict and its scores.
 
         Scores come as columns for one judge (`judge`: a judge_id or a kind such as "heuristic";
-        default: the judge that scored most recently) and as a `scores` list with every judge's
-        overall. Filters: ingest date range (inclusive), QA verdict(s), minimum overall score.
+        default: the judge that scored most recently), its latest score of each trace, and as a
+        `scores` list with every judge's overall. Filters: ingest date range (inclusive), QA
+        verdict(s), minimum overall score, and whether the session changed test configuration
+        (`test_config_changed=False` keeps only traces whose verification ran on the repo's own).
         """
         traces = self.traces().select(
             "trace_id", "task_id", "task_title", "repo_origin", "start_commit", "participant", "started_at", "ended_at",
@@ -105,20 +120,24 @@ class Lake:
         traces = traces.filter(in_date_range("ingest_date", since, until))
         metrics = self.metrics().drop("ingest_date", "pipeline_run_id", "batch_id", "code_version")
         qa = self.latest_qa().select(
-            "trace_id", "verdict", "fail_to_pass", "pass_to_fail", pl.col("qa_id"), pl.col("backend").alias("qa_backend")
-        )
-        all_scores = self.scores().filter(pl.col("status") == "scored")
+            "trace_id", "verdict", "fail_to_pass", "pass_to_fail", "qa_id", "test_config_changed", "snapshot_tree",
+            pl.col("backend").alias("qa_backend"),
+        )  # fmt: skip
+        all_scores = self.latest_scores()
         chosen = self._judge_id(judge)
         per_judge = all_scores.group_by("trace_id").agg(scores=pl.struct("judge_id", "overall").sort_by("judge_id"))
         one = all_scores.filter(pl.col("judge_id") == (chosen or "")).select(
-            "trace_id", "judge_id", "overall", *DIMENSIONS, *[f"why_{d}" for d in DIMENSIONS]
-        )
+            "trace_id", "judge_id", "overall", *DIMENSIONS, *[f"why_{d}" for d in DIMENSIONS],
+            pl.col("pipeline_run_id").alias("score_run_id"),
+        )  # fmt: skip
         out = traces.join(metrics, on="trace_id", how="left").join(qa, on="trace_id", how="left")
         out = out.join(one, on="trace_id", how="left").join(per_judge, on="trace_id", how="left")
         if verdict is not None:
             out = out.filter(pl.col("verdict").is_in([verdict] if isinstance(verdict, str) else list(verdict)))
         if min_score is not None:
             out = out.filter(pl.col("overall") >= min_score)
+        if test_config_changed is not None:
+            out = out.filter(pl.col("test_config_changed").fill_null(False) == test_config_changed)
         return out.sort("trace_id")
 
     def _judge_id(self, judge: str | None) -> str | None:

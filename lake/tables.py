@@ -142,7 +142,10 @@ class LakeTables:
         concurrent commit makes the merge retry against the new table state."""
         if data.num_rows == 0:
             return 0
-        predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
+        # A nullable key column (scores.qa_verdict) matches null to null.
+        predicate = " AND ".join(
+            f"t.{k} IS NOT DISTINCT FROM s.{k}" if spec.schema.field(k).nullable else f"t.{k} = s.{k}" for k in spec.keys
+        )
         props = CommitProperties(custom_metadata={"code_version": CODE_VERSION, **{k: str(v) for k, v in metadata.items()}})
 
         def merge() -> int:

@@ -223,7 +223,11 @@ QA_RUNS = TableSpec(
             _f("fail_to_pass", _STRS, "Tests failing (or missing) before the edits and passing after."),
             _f("pass_to_pass", _STRS, "Tests passing before and after."),
             _f("pass_to_fail", _STRS, "Tests passing before and failing or missing after."),
-            _f("fail_to_fail", _STRS, "Tests failing before and after."),
+            _f(
+                "fail_to_fail",
+                _STRS,
+                "Tests failing before and after (outside the session's targets they do not block verified).",
+            ),
             _f("flaky", _STRS, "Tests whose after status changed between re-runs of the after state."),
             _f("before_passed", _I32, "Before run: tests passed."),
             _f("before_failed", _I32, "Before run: tests failed or errored."),
@@ -245,12 +249,40 @@ QA_RUNS = TableSpec(
             _f("image", _STR, "Image name (docker) or rootfs (namespace) the tests ran in."),
             _f("image_id", _STR, "Image id or rootfs id."),
             _f("test_command", _STR, "Command run from the repo root."),
-            _f("junit_before_ref", _STR, "sha256:<hex> of the before run's JUnit XML at <lake>/artifacts/<hex>."),
-            _f("junit_after_ref", _STR, "sha256:<hex> of the after run's JUnit XML."),
+            _f("junit_before_ref", _STR, "sha256:<hex> of the before run's report (JUnit XML) at <lake>/artifacts/<hex>."),
+            _f("junit_after_ref", _STR, "sha256:<hex> of the after run's report (JUnit XML)."),
             _f("log_before_ref", _STR, "sha256:<hex> of the before run's output (capped)."),
             _f("log_after_ref", _STR, "sha256:<hex> of the after run's output (capped)."),
-            _f("runner_version", _STR, "Version of the verification procedure (workspace layout, pytest options)."),
-            _f("started_at", _TS, "When this verification started."),
+            _f("runner_version", _STR, "Version of the verification procedure (workspace layout, runner options)."),
+            _f("started_at", _TS, "When this verification started (for a re-graded row: when its runs started)."),
+            _f("framework", _STR, "Test runner QA ran: pytest | unittest (tasks/runners.py)."),
+            _f(
+                "test_config_changed",
+                _BOOL,
+                "The edits change test configuration (conftest.py, pytest.ini, the pytest sections of tox.ini, setup.cfg or pyproject.toml); such a change joins the before run too.",
+            ),
+            _f(
+                "before_files",
+                _STRS,
+                "Files whose final version joined the before run: the session's test files, files the after run collected tests from, changed test configuration.",
+            ),
+            _f(
+                "targeted",
+                _STRS,
+                "Tests that ran and that the session targeted (its test files, the tests its test runs named or saw fail).",
+            ),
+            _f(
+                "snapshot_tree",
+                _STR,
+                "Git tree id of the snapshot's files: compare with `git rev-parse <start_commit>^{tree}` in the public repo.",
+            ),
+            _f("grader_version", _STR, "Version of the grading rules that gave the verdict (tasks/grade.py)."),
+            _f("graded_at", _TS, "When the verdict was given; the latest one is the trace's verdict."),
+            _f(
+                "regraded_from",
+                _STR,
+                "qa_id of the row this one re-graded from its stored reports, without running (reprocess stage regrade).",
+            ),
             *_provenance("run_date", "Partition: UTC date of the verification."),
         ]
     ),
@@ -263,14 +295,14 @@ _DIMS = ("problem_understanding", "causal_linking", "experiment_design", "effici
 
 SCORES = TableSpec(
     "scores",
-    "One row per trace and judge: six rubric scores (0-5), the weighted overall, and why.",
+    "One row per trace, judge and QA verdict seen: six rubric scores (0-5), the weighted overall, and why.",
     pa.schema(
         [
             _f("trace_id", _STR, "Trace scored.", nullable=False),
             _f(
                 "judge_id",
                 _STR,
-                "Judge kind + hash of rubric, prompt, model and parameters (key with trace_id): a new judge version adds rows beside the old.",
+                "Judge kind + hash of rubric, prompt, model and parameters (key with trace_id and qa_verdict): a new judge version adds rows beside the old.",
                 nullable=False,
             ),
             _f("judge_kind", _STR, "heuristic | openai."),
@@ -283,7 +315,11 @@ SCORES = TableSpec(
             _f("overall", _F64, "Weighted mean of the six dimensions (weights in schemas/rubric.py)."),
             *[_f(d, _F64, f"Rubric dimension {d}, 0-5.") for d in _DIMS],
             *[_f(f"why_{d}", _STR, f"Short rationale for {d}.") for d in _DIMS],
-            _f("qa_verdict", _STR, "QA verdict the judge saw (null when the trace had no QA run yet)."),
+            _f(
+                "qa_verdict",
+                _STR,
+                "Latest QA verdict when the judge scored (null: no QA run yet; key with trace_id and judge_id): a new verdict is scored again, beside the old row.",
+            ),
             _f("raw_reply", _STR, "The model's reply, kept when it could not be parsed."),
             _f("error", _STR, "What went wrong, for status error or unparsed."),
             _f("prompt_tokens", _I32, "Tokens sent (model judges)."),
@@ -294,7 +330,7 @@ SCORES = TableSpec(
             *_provenance("run_date", "Partition: UTC date of judging."),
         ]
     ),
-    keys=("trace_id", "judge_id"),
+    keys=("trace_id", "judge_id", "qa_verdict"),
     partition_by=("run_date",),
     stats_columns=("trace_id", "judge_id", "overall"),
 )

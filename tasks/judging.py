@@ -1,8 +1,10 @@
 """The judge stage's I/O: which traces a judge has not scored yet, their frames, and storing scores.
 
-A trace needs scoring when `scores` has no row for (trace_id, judge_id) with status scored or
-unparsed; `error` rows (the endpoint failed) are retried and replaced. A new judge version has a
-new judge_id, so its rows land beside the old ones.
+A trace needs scoring when `scores` has no row for (trace_id, judge_id, its latest QA verdict)
+with status scored or unparsed: scores follow verdicts, so a trace whose verdict changed (a new
+QA run, a re-grade) is scored again, in a new row beside the old. `error` rows (the endpoint
+failed) are retried and replaced. A new judge version has a new judge_id, so its rows land
+beside the old ones.
 """
 
 from __future__ import annotations
@@ -29,15 +31,19 @@ _EVENT_COLUMNS = [
 
 
 def unscored(lake: Lake, judge_id: str, trace_ids: list[str] | None = None) -> list[str]:
+    """Traces the judge has no scored (or unparsed) row for at their latest QA verdict: new traces,
+    and traces whose verdict changed since the judge last saw them."""
     traces = lake.traces().select("trace_id")
     if trace_ids:
         traces = traces.filter(pl.col("trace_id").is_in(trace_ids))
+    wanted = traces.join(lake.latest_qa().select("trace_id", pl.col("verdict").alias("qa_verdict")), on="trace_id", how="left")
     done = (
         lake.table("scores")
         .filter((pl.col("judge_id") == judge_id) & pl.col("status").is_in(["scored", "unparsed"]))
-        .select("trace_id")
+        .select("trace_id", "qa_verdict")
     )
-    return sorted(traces.join(done, on="trace_id", how="anti").collect()["trace_id"].to_list())
+    todo = wanted.join(done, on=["trace_id", "qa_verdict"], how="anti", nulls_equal=True)
+    return sorted(todo.collect()["trace_id"].to_list())
 
 
 def judge_batches(lake: Lake, trace_ids: list[str], size: int):
@@ -51,14 +57,7 @@ def judge_batches(lake: Lake, trace_ids: list[str], size: int):
             .collect()
         )
         events = lake.events().filter(pl.col("trace_id").is_in(ids)).select(_EVENT_COLUMNS).collect()
-        qa = (
-            lake.qa_runs()
-            .filter(pl.col("trace_id").is_in(ids))
-            .sort("started_at")
-            .group_by("trace_id")
-            .agg(pl.col("verdict").last())
-            .collect()
-        )
+        qa = lake.latest_qa().filter(pl.col("trace_id").is_in(ids)).select("trace_id", "verdict").collect()
         yield JudgeBatch(traces.sort("trace_id"), events, qa)
 
 
@@ -83,7 +82,7 @@ def score_rows(judge: Judge, scores: list[Score], *, run_id: str, batch_id: str)
 
 
 def store_scores(rows: pl.DataFrame, tables: LakeTables, *, run_id: str) -> int:
-    """One MERGE: insert new (trace_id, judge_id) keys, replace only rows whose status is error."""
+    """One MERGE: insert new (trace_id, judge_id, qa_verdict) keys, replace only rows whose status is error."""
     meta = {"pipeline_run_id": run_id, "prt_operation": "judge"}
     return tables.merge_rows(SCORES, to_arrow(rows, SCORES), metadata=meta, replace_when="t.status = 'error'")
 

@@ -47,8 +47,8 @@ class ReportData:
         judges = lake.judges()
         self.judge_id = judges["judge_id"][0] if judges.height else None
         self.scores = (
-            lake.scores()
-            .filter((pl.col("judge_id") == (self.judge_id or "")) & (pl.col("status") == "scored"))
+            lake.latest_scores()
+            .filter(pl.col("judge_id") == (self.judge_id or ""))
             .select("trace_id", "overall", *DIMENSIONS)
             .collect()
         )
