@@ -266,18 +266,22 @@ def reprocess(
     since: SinceOpt = None,
     until: UntilOpt = None,
     trace_id: TraceIdsOpt = None,
-    stages: Annotated[str, typer.Option(help="Comma-separated: validate, qa, judge.")] = "validate,qa,judge",
+    stages: Annotated[str, typer.Option(help="Comma-separated: validate, regrade, qa, judge.")] = "validate,regrade,qa,judge",
     judge: JudgeOpt = None,
     lake: LakeOpt = None,
 ) -> None:
     """Run stages again over traces in the lake (no filter = all); re-running changes nothing."""
+    from typing import get_args
+
+    from flows.reprocess import Stage
     from flows.reprocess import reprocess as reprocess_flow
 
+    known = get_args(Stage)
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
-    unknown = set(chosen) - {"validate", "qa", "judge"}
+    unknown = set(chosen) - set(known)
     if unknown:
         raise typer.BadParameter(
-            f"unknown stage(s) {', '.join(sorted(unknown))}; known: validate, qa, judge", param_hint="--stages"
+            f"unknown stage(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}", param_hint="--stages"
         )
     result = reprocess_flow(
         since=since,

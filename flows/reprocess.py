@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -17,16 +18,18 @@ from schemas.settings import get_ingest_settings, get_settings
 from tasks.claims import Claims
 from tasks.publish import publish_run_artifacts
 from tasks.qa import QaSummary
+from tasks.regrade import RegradeResult, regrade_task, store_regrades_task
 from tasks.reprocess import ReprocessResult, quarantined_rows, readmit_task, recheck_task, selected_trace_ids
 
 __all__ = ["ReprocessSummary", "reprocess"]
 
-Stage = Literal["validate", "qa", "judge"]
+Stage = Literal["validate", "regrade", "qa", "judge"]
 
 
 @dataclass
 class ReprocessSummary:
     validate: ReprocessResult | None = None
+    regrade: RegradeResult | None = None
     qa: QaSummary | None = None
     judge: JudgeSummary | None = None
     selected: list[str] = field(default_factory=list)
@@ -38,6 +41,8 @@ class ReprocessSummary:
                 out.setdefault(t, {"trace_id": t, "qa": "", "judge": ""})["validate"] = f"quarantined ({reason})"
             for t in self.validate.readmitted:
                 out.setdefault(t, {"trace_id": t, "qa": "", "judge": ""})["validate"] = "re-admitted"
+        for t, old, new in self.regrade.changed if self.regrade else []:
+            out.setdefault(t, {"trace_id": t, "validate": "", "qa": "", "judge": ""})["qa"] = f"re-graded: {old} -> {new}"
         for r in self.qa.rows if self.qa else []:
             out.setdefault(r["trace_id"], {"trace_id": r["trace_id"], "validate": "", "judge": ""})["qa"] = r["verdict"]
         for r in self.judge.rows if self.judge else []:
@@ -52,6 +57,11 @@ class ReprocessSummary:
             v = self.validate
             lines.append(
                 f"- validate: {v.still_valid} still valid, **{len(v.requarantined)} newly quarantined**, **{len(v.readmitted)} re-admitted**, {v.still_quarantined} still quarantined"
+            )
+        if self.regrade:
+            r = self.regrade
+            lines.append(
+                f"- regrade: **{len(r.changed)} verdicts changed**, {r.unchanged} unchanged, {r.kept} kept (no reports to grade)"
             )
         if self.qa:
             lines.append("- qa: " + (", ".join(f"{k} {n}" for k, n in sorted(self.qa.verdicts().items())) or "nothing to verify"))
@@ -68,7 +78,7 @@ def reprocess(
     since: date | None = None,
     until: date | None = None,
     trace_ids: list[str] | None = None,
-    stages: list[Stage] = ["validate", "qa", "judge"],  # noqa: B006 - Prefect shows the default in the UI form
+    stages: list[Stage] = ["validate", "regrade", "qa", "judge"],  # noqa: B006 - Prefect shows the default in the UI form
     judge: Literal["heuristic", "openai"] | None = None,
     lake: str | None = None,
 ) -> ReprocessSummary:
@@ -76,7 +86,8 @@ def reprocess(
 
     validate: re-check ingested traces with the current rules (newly failing ones are quarantined)
     and quarantined ones (newly passing ones are re-admitted), from the lake's own copies.
-    qa: verify again where the qa_id changed (new image or back-end). judge: score with the given
+    regrade: grade stored QA runs again with the current rules, from their saved reports (nothing
+    runs; a changed verdict is a new row beside the old). qa: verify again where the qa_id changed (new image or back-end). judge: score with the given
     judge; a new judge version adds scores beside the old. Running it twice changes nothing.
     """
     logger = get_run_logger()
@@ -100,6 +111,11 @@ def reprocess(
         summary.validate = rechecked
         logger.info("validate: %d newly quarantined, %d re-admitted", len(rechecked.requarantined), len(rechecked.readmitted))
     current = selected_trace_ids(lk, since, until, trace_ids)
+    if "regrade" in stages and current:
+        batch_id = f"regrade-{uuid.uuid4().hex[:12]}"
+        summary.regrade = regrade_task(lk, lake_fs, lake_root, current, run_id=run_id, batch_id=batch_id)
+        store_regrades_task(summary.regrade, lk.tables, run_id=run_id)
+        logger.info("regrade: %d verdicts changed, %d unchanged", len(summary.regrade.changed), summary.regrade.unchanged)
     if "qa" in stages and current:
         summary.qa = verify_traces(lake=lake, trace_ids=current)
     if "judge" in stages and current:
