@@ -4,16 +4,17 @@ Every dimension is a sum of documented features of the event sequence, clipped t
 rationale lists the features that fired. It rewards process, not outcome: the QA verdict moves
 only `reproducibility`, so a careful failed attempt can outscore a careless success.
 
-problem_understanding   +2   the failure was reproduced (a failing test run or test command) before the first edit
-                        +1   an observation before the first edit     +1 a hypothesis before the first edit
-                        +0.5 a plan                                   +0.5 an inspecting command (grep, cat, git log...) before the first edit
+problem_understanding   +2   the failure was reproduced (a failing test run or test command) before the first code edit
+                        +1   an observation before the first code edit    +1 a hypothesis before the first code edit
+                        +0.5 a plan                                   +0.5 an inspecting command (grep, cat, git log...) before the first code edit
+                        ("code edit": an edit to a file that is not a test; writing the failing test first is reproducing)
 causal_linking          +2.5 x the share of changes (edits between two test runs) preceded by a hypothesis or decision
                              since the previous test run (an observation alone counts half)
                         +1   every hypothesis is followed by a test run
                         +1   a failing test run after an edit is followed by an observation or hypothesis (evidence is read)
                         +0.5 a hypothesis was revised (two hypotheses with an observation between)
 experiment_design       +2 x the share of changes (edits between two test runs) followed by a test run
-                        +1   the failure was reproduced before the first edit
+                        +1   the failure was reproduced before the first code edit
                         +1   a test file was added or changed (a regression test)
                         +1   at least two test runs and the last one passes
 efficiency              5 minus: churn (lines added or removed beyond the net change: reverted lines count twice) up to -3,
@@ -72,7 +73,7 @@ INJECTION = re.compile(
 """Text that addresses the judge instead of the work: an attempt to game the scores."""
 INJECTION_PENALTY = 1.5
 
-HEURISTIC_VERSION = "2"
+HEURISTIC_VERSION = "3"
 
 TEXT_COLUMNS = ("text", "message", "command", "stdout", "stderr", "diff_unified")
 """Where a judge-injection attempt is looked for."""
@@ -143,9 +144,9 @@ class TraceFacts:
     judge_injection: bool = False
 
 
-Step = tuple[str, str | None, int | None, int | None, int | None, int | None, bool, bool]
+Step = tuple[str, str | None, int | None, int | None, int | None, int | None, bool, bool, bool]
 """One event for the sequential rules: type, kind, exit_code, passed, failed, errors,
-is a test command, is an inspecting command."""
+is a test command, is an inspecting command, is an edit to a test file."""
 
 
 def _command_flags(command: str) -> tuple[bool, bool, list[str]]:
@@ -199,7 +200,19 @@ def steps(events: list[dict]) -> list[Step]:
     out = []
     for e in events:
         flags = _command_flags(e.get("command") or "") if e["type"] in ("cmd_run", "test_run") else (False, False, [])
-        out.append((e["type"], e.get("kind"), e.get("exit_code"), e.get("passed"), e.get("failed"), e.get("errors"), *flags[:2]))
+        test_edit = e["type"] == "file_edit" and _is_test_path(e.get("file_path") or "")
+        out.append(
+            (
+                e["type"],
+                e.get("kind"),
+                e.get("exit_code"),
+                e.get("passed"),
+                e.get("failed"),
+                e.get("errors"),
+                *flags[:2],
+                test_edit,
+            )
+        )
     return out
 
 
@@ -219,13 +232,13 @@ def features_of(seq: list[Step], facts: TraceFacts) -> Features:
         secrets_in=list(facts.secrets_in),
         judge_injection=facts.judge_injection,
     )
-    edits_seen = 0
+    code_edits_seen = 0  # edits to files that are not tests: writing the failing test first still counts as "before"
     reason_since_test = 0.0  # 1 after a hypothesis or decision, 0.5 after an observation only
     in_change = False  # edits seen since the last test run
     open_hypotheses = 0
     saw_failure_after_edit = False
     observed_since_hypothesis = False
-    for t, kind, exit_code, passed, failed, errors, test_cmd, inspect in seq:
+    for t, kind, exit_code, passed, failed, errors, test_cmd, inspect, test_edit in seq:
         if t == "rationale_note":
             if kind == "plan":
                 f.plan = True
@@ -233,7 +246,7 @@ def features_of(seq: list[Step], facts: TraceFacts) -> Features:
                 reason_since_test = 1.0
             elif kind == "observation":
                 reason_since_test = max(reason_since_test, 0.5)
-            if kind == "observation" and edits_seen == 0:
+            if kind == "observation" and code_edits_seen == 0:
                 f.observations_first += 1
             if kind == "hypothesis":
                 if f.hypotheses and observed_since_hypothesis:
@@ -241,7 +254,7 @@ def features_of(seq: list[Step], facts: TraceFacts) -> Features:
                 f.hypotheses += 1
                 open_hypotheses += 1
                 observed_since_hypothesis = False
-                if edits_seen == 0:
+                if code_edits_seen == 0:
                     f.hypotheses_first += 1
             if kind == "observation" and f.hypotheses:
                 observed_since_hypothesis = True
@@ -249,7 +262,7 @@ def features_of(seq: list[Step], facts: TraceFacts) -> Features:
                 f.failures_read += 1
                 saw_failure_after_edit = False
         elif t == "file_edit":
-            edits_seen += 1
+            code_edits_seen += not test_edit
             f.n_edits += 1
             if not in_change:  # the first edit of a new change
                 f.n_changes += 1
@@ -259,7 +272,7 @@ def features_of(seq: list[Step], facts: TraceFacts) -> Features:
             is_test = t == "test_run" or test_cmd
             if t == "cmd_run":
                 f.n_cmds += 1
-                if edits_seen == 0 and inspect:
+                if code_edits_seen == 0 and inspect:
                     f.inspected_first = True
             if t == "test_run":
                 f.n_tests += 1
@@ -276,9 +289,9 @@ def features_of(seq: list[Step], facts: TraceFacts) -> Features:
                 reason_since_test = 0.0
                 f.hypotheses_tested += open_hypotheses
                 open_hypotheses = 0
-                if failing and edits_seen == 0:
+                if failing and code_edits_seen == 0:
                     f.reproduced_first = True
-                if failing and edits_seen > 0:
+                if failing and code_edits_seen > 0:
                     f.failures_after_edit += 1
                     saw_failure_after_edit = True
         elif t == "commit":
@@ -425,9 +438,10 @@ def batch_steps(events: pl.DataFrame) -> tuple[dict[str, list[Step]], dict[str, 
     ev = events.sort("trace_id", "seq").with_columns(
         _test_cmd=is_cmd & command.str.contains(_TEST_CMD.pattern),
         _inspect=is_cmd & command.str.contains(_INSPECT_CMD.pattern),
+        _test_edit=(pl.col("type") == "file_edit") & pl.col("file_path").fill_null("").str.contains(_TEST_PATH.pattern),
     )
     steps_by_trace: dict[str, list[Step]] = {}
-    cols = ["type", "kind", "exit_code", "passed", "failed", "errors", "_test_cmd", "_inspect"]
+    cols = ["type", "kind", "exit_code", "passed", "failed", "errors", "_test_cmd", "_inspect", "_test_edit"]
     for (tid,), group in ev.select("trace_id", *cols).group_by("trace_id", maintain_order=True):
         steps_by_trace[tid] = group.select(cols).rows()
 

@@ -53,6 +53,12 @@ PAIRS = {
         [note("hypothesis"), edit(), trun(3, 0)],
         "problem_understanding", ("verified", "verified"),
     ),
+    "failing-test-first": (  # writing the regression test, then watching it fail, is reproducing the failure
+        [edit("tests/test_calc.py", "@@ -0,0 +1,2 @@\n+def test_add():\n+    assert add(2, 3) == 5\n"), trun(2, 1, ["tests/test_calc.py::test_add"]),
+         note("hypothesis"), edit(), trun(3, 0)],
+        [note("hypothesis"), edit(), trun(3, 0)],
+        "problem_understanding", ("verified", "verified"),
+    ),
     "test-each-change": (
         [note("hypothesis"), edit(), trun(2, 1), note("observation"), edit("b.py"), trun(3, 0)],
         [note("hypothesis"), edit(), edit("b.py"), edit("c.py"), edit("d.py"), trun(3, 0)],
@@ -129,3 +135,18 @@ def test_heuristic_is_deterministic_and_explains_itself():
 
 def test_calibration_set_is_large_enough():
     assert len(PAIRS) >= 10
+
+
+def test_writing_the_failing_test_first_is_reproducing_the_failure():
+    from tasks.judge.heuristic import features
+
+    test_first = [
+        edit("tests/test_calc.py", "@@ -0,0 +1 @@\n+def test_add(): assert add(2, 3) == 5\n"),
+        trun(2, 1),
+        edit(),
+        trun(3, 0),
+    ]
+    f = features(test_first)
+    assert f.reproduced_first and f.failures_after_edit == 0
+    code_first = [edit(), trun(2, 1), edit("tests/test_calc.py"), trun(3, 0)]
+    assert not features(code_first).reproduced_first
