@@ -65,9 +65,11 @@ from lake.storage import fs_for, join
 from schemas.errors import InvalidInput, PrtError
 from schemas.types import TRACE_ID_RE
 from schemas.version import CODE_VERSION
-from tasks.grade import ReportError, parse_junit
+from tasks.grade import ReportError, parse_report
+from tasks.harness import HARNESS_DIR
+from tasks.runners import RUNNERS, Runner, UnsupportedTestCommand, parse_test_command
 
-__all__ = ["Recorder", "RecorderError", "is_pytest"]
+__all__ = ["Recorder", "RecorderError", "test_runner"]
 
 MAX_FILE_BYTES = 512 * 1024
 """Files larger than this are not diffed (a diff must fit in one event line)."""
@@ -87,14 +89,20 @@ class Captured:
     stderr: str
 
 
-def is_pytest(argv: list[str]) -> bool:
-    """`pytest ...`, `py.test ...` or `python -m pytest ...`."""
-    if not argv:
-        return False
-    prog = os.path.basename(argv[0])
-    if prog in ("pytest", "py.test"):
-        return True
-    return bool(re.fullmatch(r"python[0-9.]*", prog)) and argv[1:3] == ["-m", "pytest"]
+def test_runner(argv: list[str]) -> type[Runner] | None:
+    """The test framework `argv` runs, if `prt run` records it as a test run (tasks/runners.py):
+    `pytest`, `py.test`, `python -m pytest`, `python -m unittest [discover] ...`."""
+    return next((r for r in RUNNERS.values() if argv and r.matches(argv)), None)
+
+
+def _with_reporter(argv: list[str], runner: type[Runner], env: dict[str, str], report_dir: Path) -> list[str]:
+    """argv and env that run the same tests with the reporter of tasks/harness/ recording each one."""
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(HARNESS_DIR)) if p)
+    env["PRT_REPORT_DIR"] = str(report_dir)
+    if runner.name == "pytest":
+        env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} -p prt_pytest".strip()
+        return argv
+    return runner.qa_argv(argv)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -282,6 +290,10 @@ class Recorder:
         timeout_s: float = 300.0,
     ) -> str:
         """Snapshot HEAD, write the manifest to the inbox and begin recording. Returns the trace id."""
+        try:
+            parse_test_command(test_command)
+        except UnsupportedTestCommand as exc:
+            raise RecorderError(f"--test-command: {exc}") from None
         with self._locked():
             if self.active:
                 tid = self._load()["manifest"]["trace_id"]
@@ -350,39 +362,46 @@ class Recorder:
         for message in warnings:
             print(f"prt: {message}", file=sys.stderr)
         command = shlex.join(argv)
-        junit = None
         env = dict(os.environ)
-        if is_pytest(argv):
-            junit = Path(tempfile.mkdtemp(prefix="prt-junit-")) / "report.xml"
-            extra = f"-o junit_family=xunit1 --junitxml={shlex.quote(str(junit))}"
-            env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} {extra}".strip()
-        result = _tee(argv, Path.cwd(), env, stdout or sys.stdout, stderr or sys.stderr)
-        with self._locked(), self._writer() as (w, _):
-            if not self._record_test_run(w, command, result, junit):
-                w.cmd_run(
-                    command, exit_code=result.exit_code, duration_s=result.duration_s, stdout=result.stdout, stderr=result.stderr
-                )
-        if junit is not None:
-            shutil.rmtree(junit.parent, ignore_errors=True)
+        runner = test_runner(argv)
+        report_dir = Path(tempfile.mkdtemp(prefix="prt-report-")) if runner else None
+        run_argv = _with_reporter(argv, runner, env, report_dir) if runner and report_dir else argv
+        try:
+            result = _tee(run_argv, Path.cwd(), env, stdout or sys.stdout, stderr or sys.stderr)
+            with self._locked(), self._writer() as (w, _):
+                if not (runner and report_dir and self._record_test_run(w, runner.name, command, result, report_dir)):
+                    w.cmd_run(
+                        command,
+                        exit_code=result.exit_code,
+                        duration_s=result.duration_s,
+                        stdout=result.stdout,
+                        stderr=result.stderr,
+                    )
+        finally:
+            if report_dir is not None:
+                shutil.rmtree(report_dir, ignore_errors=True)
         return result.exit_code
 
-    def _record_test_run(self, w: TraceWriter, command: str, result: Captured, junit: Path | None) -> bool:
-        if junit is None or not junit.is_file():
+    def _record_test_run(self, w: TraceWriter, framework: str, command: str, result: Captured, report_dir: Path) -> bool:
+        """A test_run from the reporter's results; False (record a cmd_run instead) when it wrote none."""
+        mains = sorted(report_dir.glob("main-*.xml"))
+        if not mains:
             return False
         try:
-            report = parse_junit(junit.read_bytes())
+            report = parse_report(mains[0].read_bytes(), exit_code=result.exit_code)
         except ReportError:
             return False
-        statuses = list(report.values())
+        statuses = list(report.tests.values())
+        uncollected = [e.split(": ", 1)[0] for e in report.collection_errors]
         w.test_run(
-            "pytest",
+            framework,
             command,
             passed=statuses.count("passed"),
             failed=statuses.count("failed"),
-            errors=statuses.count("error"),
+            errors=statuses.count("error") + len(uncollected),
             skipped=statuses.count("skipped"),
             duration_s=round(result.duration_s, 3),
-            failing_tests=sorted(t for t, s in report.items() if s in ("failed", "error")),
+            failing_tests=sorted({*(t for t, s in report.tests.items() if s in ("failed", "error")), *uncollected}),
         )
         return True
 

@@ -227,3 +227,49 @@ def test_start_says_what_it_cannot_do_and_what_it_will_record(tmp_path, repo, en
     (repo / "scratch.py").write_text("x = 1\n")
     started = prt(repo, env, "record", "start", "--task-id", "T", "--title", "t", "--consent", "yes")
     assert "2 file(s) differ from HEAD (scratch.py, stats.py)" in started.stderr
+
+
+UNITTEST_REPO = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "tests/__init__.py": "",
+    "tests/test_calc.py": (
+        "import unittest\n\nfrom calc import add\n\n\nclass TestAdd(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n"
+    ),
+}
+
+
+def test_unittest_runs_are_test_runs_with_class_qualified_ids_and_verify(tmp_path, env):
+    repo = tmp_path / "unittest-repo"
+    for path, text in UNITTEST_REPO.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.org", "add", "-A")
+    _git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.org", "commit", "-q", "-m", "start")
+    refused = prt(repo, env, "record", "start", "--task-id", "U", "--title", "t", "--consent", "yes",
+                  "--test-command", "python -m unittest && echo done", check=False)  # fmt: skip
+    assert refused.returncode != 0 and "shell operators" in refused.stdout + refused.stderr
+    started = prt(repo, env, "record", "start", "--task-id", "U-1", "--title", "add() subtracts", "--consent", "yes",
+                  "--test-command", "python -m unittest discover -s tests -t .")  # fmt: skip
+    trace_id = started.stdout.split("recording ")[1].split()[0]
+    failing = prt(repo, env, "run", "--", sys.executable, "-m", "unittest", "discover", "-s", "tests", "-t", ".", check=False)
+    assert failing.returncode == 1 and "FAILED (failures=1)" in failing.stderr  # unittest's own output and exit code
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    prt(repo, env, "run", "--", sys.executable, "-m", "unittest", "-v", "tests.test_calc")
+    prt(repo, env, "record", "stop")
+
+    first, _, second = _events(env["PRT_INBOX"], trace_id)
+    assert first["type"] == "test_run" and first["framework"] == "unittest"
+    assert (first["passed"], first["failed"], first["failing_tests"]) == (1, 1, ["tests.test_calc.TestAdd.test_add"])
+    assert (second["passed"], second["failed"], second["command"].split()[1:]) == (
+        2,
+        0,
+        ["-m", "unittest", "-v", "tests.test_calc"],
+    )
+
+    sandbox_or_skip("namespace", get_sandbox_settings())
+    prt(repo, env, "process", "--sandbox", "namespace")
+    qa = Lake(env["PRT_LAKE"]).qa_runs().filter(pl.col("trace_id") == trace_id).collect().row(0, named=True)
+    assert (qa["verdict"], qa["framework"], qa["fail_to_pass"]) == ("verified", "unittest", ["tests.test_calc.TestAdd.test_add"])
+    assert qa["targeted"] == ["tests.test_calc.TestAdd.test_add", "tests.test_calc.TestAdd.test_zero"]
