@@ -357,6 +357,14 @@ def export(
         str | None,
         typer.Option("--judge", help="Judge id or kind whose scores to use (default: the latest).", show_default=False),
     ] = None,
+    test_config: Annotated[
+        str | None,
+        typer.Option(
+            "--test-config-changed",
+            help="yes: only sessions that changed test configuration (conftest.py, pytest.ini, ...); no: only those that did not.",
+            show_default=False,
+        ),
+    ] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     lake: LakeOpt = None,
@@ -368,12 +376,15 @@ def export(
 
     if format not in ("jsonl", "parquet"):
         raise typer.BadParameter("use jsonl or parquet", param_hint="--format")
+    if test_config not in (None, "yes", "no"):
+        raise typer.BadParameter("use yes or no", param_hint="--test-config-changed")
     url = _lake(lake)
     fs, root = fs_for(url)
     records = build_records(
         Lake(url), fs, root,
         since=since, until=until,
         verdict=verdict or None, min_score=min_score, judge=judge,
+        test_config_changed=None if test_config is None else test_config == "yes",
     )  # fmt: skip
     path = export_dataset(records, out, format)
     console.print(f"wrote {len(records)} records to {path}")

@@ -5,7 +5,8 @@ Record format (every field always present; null where it does not apply):
     trace_id        str
     chain_head      str        the trace's hash-chain head (integrity of the original events)
     task            {id, title, description}
-    repo            {origin, start_commit, snapshot_ref}
+    repo            {origin, start_commit, snapshot_ref, snapshot_tree}   snapshot_tree: the git tree id of
+                               the snapshot's files, to compare with start_commit's tree in the public repo
     steps           [ {seq, t_s, type, kind, text, file, diff, command, exit_code, output,
                        passed, failed, errors, failing_tests, sha, message} ]   in seq order;
                     type is note | edit | command | test_run | commit; t_s is seconds since the start;
@@ -14,6 +15,7 @@ Record format (every field always present; null where it does not apply):
                                the edits do not replay)
     verdict         str|null   latest QA verdict
     fail_to_pass    [str]      tests the session fixed (SWE-bench FAIL_TO_PASS)
+    test_config_changed bool|null  the session changed test configuration (conftest.py, pytest.ini, ...)
     scores          {judge_id, overall, problem_understanding, causal_linking, experiment_design,
                      efficiency, reproducibility, safety_hygiene}
     provenance      {ingest_run_id, ingest_batch_id, qa_id, qa_run_id, score_run_id, code_version}
@@ -59,11 +61,22 @@ EXPORT_SCHEMA = pa.schema(
         ("trace_id", pa.string()),
         ("chain_head", pa.string()),
         ("task", pa.struct([("id", pa.string()), ("title", pa.string()), ("description", pa.string())])),
-        ("repo", pa.struct([("origin", pa.string()), ("start_commit", pa.string()), ("snapshot_ref", pa.string())])),
+        (
+            "repo",
+            pa.struct(
+                [
+                    ("origin", pa.string()),
+                    ("start_commit", pa.string()),
+                    ("snapshot_ref", pa.string()),
+                    ("snapshot_tree", pa.string()),
+                ]
+            ),
+        ),
         ("steps", pa.list_(_STEP)),
         ("final_patch", pa.string()),
         ("verdict", pa.string()),
         ("fail_to_pass", pa.list_(pa.string())),
+        ("test_config_changed", pa.bool_()),
         ("scores", pa.struct([("judge_id", pa.string()), ("overall", pa.float64()), *[(d, pa.float64()) for d in DIMENSIONS]])),
         (
             "provenance",
@@ -145,9 +158,17 @@ def build_records(
     verdict: Sequence[str] | None = None,
     min_score: float | None = None,
     judge: str | None = None,
+    test_config_changed: bool | None = None,
 ) -> list[dict]:
     """Export records for the traces that pass the filters, sorted by trace_id."""
-    ds = lake.dataset(since=since, until=until, verdict=verdict or None, min_score=min_score, judge=judge).collect()
+    ds = lake.dataset(
+        since=since,
+        until=until,
+        verdict=verdict or None,
+        min_score=min_score,
+        judge=judge,
+        test_config_changed=test_config_changed,
+    ).collect()
     if ds.is_empty():
         return []
     ids = ds["trace_id"].to_list()
@@ -160,8 +181,6 @@ def build_records(
         .collect()
         .iter_rows(named=True)
     }
-    runs = lake.scores().filter(pl.col("trace_id").is_in(ids)).select("trace_id", "judge_id", "pipeline_run_id").collect()
-    score_runs = {(r["trace_id"], r["judge_id"]): r["pipeline_run_id"] for r in runs.iter_rows(named=True)}
     cols = ["trace_id", "seq", "type", "ts_client_s", "kind", "text", "file_path", "diff_unified", "buffer_hash_after", "event_id", "command",
             "exit_code", "stdout", "stderr", "passed", "failed", "errors", "failing_tests", "sha", "message"]  # fmt: skip
     events = lake.events().filter(pl.col("trace_id").is_in(ids)).select(cols).collect().sort("trace_id", "seq")
@@ -184,11 +203,17 @@ def build_records(
                 "trace_id": tid,
                 "chain_head": t["chain_head"],
                 "task": {"id": t["task_id"], "title": t["task_title"], "description": t["task_description"]},
-                "repo": {"origin": t["repo_origin"], "start_commit": t["start_commit"], "snapshot_ref": t["snapshot_ref"]},
+                "repo": {
+                    "origin": t["repo_origin"],
+                    "start_commit": t["start_commit"],
+                    "snapshot_ref": t["snapshot_ref"],
+                    "snapshot_tree": row["snapshot_tree"],
+                },
                 "steps": [_step(e, start) for e in evs],
                 "final_patch": _final_patch(snapshot, edits),
                 "verdict": row["verdict"],
                 "fail_to_pass": row["fail_to_pass"] or [],
+                "test_config_changed": row["test_config_changed"],
                 "scores": {"judge_id": row["judge_id"], "overall": row["overall"], **{d: row[d] for d in DIMENSIONS}}
                 if scored
                 else None,
@@ -197,7 +222,7 @@ def build_records(
                     "ingest_batch_id": t["batch_id"],
                     "qa_id": row["qa_id"],
                     "qa_run_id": qa.get(tid, {}).get("pipeline_run_id"),
-                    "score_run_id": score_runs.get((tid, row["judge_id"])),
+                    "score_run_id": row["score_run_id"],
                     "code_version": t["code_version"],
                 },
             }

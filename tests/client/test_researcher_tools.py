@@ -60,6 +60,12 @@ def test_export_filters(examples_lake, cli_env, tmp_path):
     assert ids("--min-score", "4.0") == ["example-failed-attempt", "example-multi-file-fix"]
     assert ids("--verdict", "verified", "--min-score", "4.0", "--judge", "heuristic") == ["example-multi-file-fix"]
     assert ids("--verdict", "regression") == []
+    # No example session changes test configuration: "no" keeps all three, "yes" none.
+    assert ids("--test-config-changed", "no") == ["example-failed-attempt", "example-multi-file-fix", "example-simple-fix"]
+    assert ids("--test-config-changed", "yes") == []
+    ids("--test-config-changed", "no")
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["test_config_changed"] is False and len(first["repo"]["snapshot_tree"]) == 40
 
 
 def test_show_prints_a_timeline(examples_lake, cli_env):
