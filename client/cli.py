@@ -13,6 +13,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from schemas.errors import PrtError
 
@@ -336,8 +337,8 @@ def forget(
 @app.command()
 def show(trace_id: Annotated[str, typer.Argument(metavar="TRACE_ID")], lake: LakeOpt = None) -> None:
     """One trace as a timeline: notes, diffs, commands, test outcomes, QA verdict and scores."""
-    from client.show import show_trace
     from lake.read import Lake
+    from tasks.research.show import show_trace
 
     show_trace(Lake(_lake(lake)), trace_id, console)
 
@@ -369,10 +370,10 @@ def export(
     until: UntilOpt = None,
     lake: LakeOpt = None,
 ) -> None:
-    """Write a deterministic training set: one record per trace (format in tasks/export.py and the README)."""
+    """Write a deterministic training set: one record per trace (format in tasks/research/export.py and the README)."""
+    from client.storage import fs_for
     from lake.read import Lake
-    from lake.storage import fs_for
-    from tasks.export import build_records, export_dataset
+    from tasks.research.export import build_records, export_dataset
 
     if format not in ("jsonl", "parquet"):
         raise typer.BadParameter("use jsonl or parquet", param_hint="--format")
@@ -455,7 +456,7 @@ def bench(
     """Measure the pipeline on generated sessions: ingest against the floor (default), --qa, --judge, --read or --profile."""
     import json as json_mod
 
-    from tasks import bench as b
+    import bench as b
 
     if sum((qa, judge, read, profile)) > 1:
         raise typer.BadParameter("choose one of --qa, --judge, --read, --profile (or none, for ingest)")
@@ -698,8 +699,31 @@ def main() -> None:
     try:
         app()
     except PrtError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _PIPELINE_PACKAGES:
+            message = (
+                f"this command runs the pipeline, which is not installed here (no module {exc.name!r}); "
+                "install it with: pip install 'pr-telemetry[pipeline]'"
+            )
+            err_console.print(f"[red]error:[/red] {escape(message)}")
+            sys.exit(2)
+        raise
+
+
+_PIPELINE_PACKAGES = {
+    "prefect",
+    "polars",
+    "deltalake",
+    "pyarrow",
+    "great_expectations",
+    "docker",
+    "openai",
+    "pandas",
+    "matplotlib",
+}
+"""What `pip install pr-telemetry` leaves out: only recording and uploading run without them."""
 
 
 if __name__ == "__main__":

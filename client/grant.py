@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ConfigError, InvalidInput, StorageUnavailable
+from client.storage import as_storage_error
+from schemas.errors import ConfigError, InvalidInput
 from schemas.types import TRACE_ID_RE
 
 __all__ = ["GrantUploader", "issue_grant", "load_grant"]
@@ -90,7 +91,7 @@ class GrantUploader:
         try:
             r = requests.post(g["url"], data=fields, files={"file": (key.rsplit("/", 1)[-1], data)}, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            raise StorageUnavailable(f"upload of {key} failed: {exc}") from exc
+            raise as_storage_error(f"upload of {key} through its grant", exc) from exc
         if r.status_code >= 400:
             raise InvalidInput("grant", f"the store refused {key}: HTTP {r.status_code} {r.text[:200]}")
         return True

@@ -60,14 +60,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from client.snapshot import snapshot_git
+from client.storage import fs_for, join
+from client.testruns.harness import HARNESS_DIR
+from client.testruns.reports import parse_report
+from client.testruns.runners import RUNNERS, Runner, parse_test_command
 from client.writer import TraceWriter, WriterState
-from lake.storage import fs_for, join
-from schemas.errors import InvalidInput, PrtError
+from schemas.errors import InvalidInput, RecorderError, ReportError, UnsupportedTestCommand
 from schemas.types import TRACE_ID_RE
 from schemas.version import CODE_VERSION
-from tasks.grade import ReportError, parse_report
-from tasks.harness import HARNESS_DIR
-from tasks.runners import RUNNERS, Runner, UnsupportedTestCommand, parse_test_command
 
 __all__ = ["Recorder", "RecorderError", "test_runner"]
 
@@ -75,10 +75,6 @@ MAX_FILE_BYTES = 512 * 1024
 """Files larger than this are not diffed (a diff must fit in one event line)."""
 MAX_OUTPUT_BYTES = 16 * 2**20
 """Output kept per command; the rest is cut (the terminal still shows all of it)."""
-
-
-class RecorderError(PrtError):
-    """A recorder command cannot run (no session, not a git repo, a session already running...)."""
 
 
 @dataclass
@@ -90,13 +86,13 @@ class Captured:
 
 
 def test_runner(argv: list[str]) -> type[Runner] | None:
-    """The test framework `argv` runs, if `prt run` records it as a test run (tasks/runners.py):
+    """The test framework `argv` runs, if `prt run` records it as a test run (client/testruns/runners.py):
     `pytest`, `py.test`, `python -m pytest`, `python -m unittest [discover] ...`."""
     return next((r for r in RUNNERS.values() if argv and r.matches(argv)), None)
 
 
 def _with_reporter(argv: list[str], runner: type[Runner], env: dict[str, str], report_dir: Path) -> list[str]:
-    """argv and env that run the same tests with the reporter of tasks/harness/ recording each one."""
+    """argv and env that run the same tests with the reporter of client/testruns/harness/ recording each one."""
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(HARNESS_DIR)) if p)
     env["PRT_REPORT_DIR"] = str(report_dir)
     if runner.name == "pytest":

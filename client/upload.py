@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lake.storage import fs_for, join, put_immutable
+from client.storage import fs_for, join, put_immutable
 from schemas.errors import InvalidInput
 from schemas.layout import ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
 from schemas.manifest import Complete, Manifest

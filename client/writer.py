@@ -26,13 +26,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from lake.storage import fs_for, join, put_immutable
+from client.diffs import unified_diff
+from client.storage import fs_for, join, put_immutable
 from schemas.chain import chain_start, chain_step
 from schemas.errors import InvalidInput
 from schemas.events import EVENT_ADAPTER, EVENT_FIELDS, NOTE_KINDS, Event
 from schemas.layout import ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, artifact_ref, chunk_name, ref_hex
 from schemas.manifest import Complete, Manifest
-from tasks.replay import unified_diff
 
 __all__ = ["TraceWriter", "WriterState"]
 

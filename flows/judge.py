@@ -14,7 +14,7 @@ from lake.read import Lake
 from schemas.rubric import DIMENSIONS
 from schemas.settings import get_judge_settings, get_settings
 from tasks.judge import get_judge
-from tasks.judging import judge_batches, score_batch_task, score_rows, store_scores_task, unscored
+from tasks.judge.store import judge_batches, score_batch_task, score_rows, store_scores_task, unscored
 from tasks.publish import publish_run_artifacts
 
 __all__ = ["JudgeSummary", "judge_traces"]

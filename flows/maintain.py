@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from client.storage import fs_for
 from lake.read import Lake
-from lake.storage import fs_for
 from schemas.settings import get_ingest_settings, get_settings
-from tasks.maintain import ForgetResult, MaintainResult, forget_task, optimize_task, remove_artifacts_task, retention_task
 from tasks.publish import publish_run_artifacts
+from tasks.upkeep.maintain import ForgetResult, MaintainResult, forget_task, optimize_task, remove_artifacts_task, retention_task
 
 __all__ = ["forget_participant", "maintain_lake"]
 

@@ -9,9 +9,9 @@ from prefect import flow
 from flows.ingest import ingest_inbox
 from flows.judge import JudgeSummary, judge_traces
 from flows.qa import verify_traces
-from tasks.ingest import IngestSummary
+from tasks.ingest.batch import IngestSummary
 from tasks.publish import publish_run_artifacts
-from tasks.qa import QaSummary
+from tasks.qa.store import QaSummary
 
 __all__ = ["ProcessResult", "process_inbox"]
 

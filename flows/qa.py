@@ -10,12 +10,12 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from client.storage import fs_for
 from lake.read import Lake
-from lake.storage import fs_for
 from schemas.settings import get_sandbox_settings, get_settings
 from tasks.publish import publish_run_artifacts
-from tasks.qa import QaSummary, load_inputs_task, pending_task, store_task, verify_task
-from tasks.sandbox import get_sandbox
+from tasks.qa.sandbox import get_sandbox
+from tasks.qa.store import QaSummary, load_inputs_task, pending_task, store_task, verify_task
 
 __all__ = ["verify_traces"]
 

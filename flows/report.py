@@ -7,7 +7,7 @@ from prefect import flow
 from lake.read import Lake
 from schemas.settings import get_settings
 from tasks.publish import publish_run_artifacts
-from tasks.report import write_report
+from tasks.research.report import write_report
 
 __all__ = ["report_lake"]
 

@@ -10,16 +10,16 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from client.storage import fs_for
 from flows.judge import JudgeSummary, judge_traces
 from flows.qa import verify_traces
 from lake.read import Lake
-from lake.storage import fs_for
 from schemas.settings import get_ingest_settings, get_settings
-from tasks.claims import Claims
+from tasks.ingest.claims import Claims
 from tasks.publish import publish_run_artifacts
-from tasks.qa import QaSummary
-from tasks.regrade import RegradeResult, regrade_task, store_regrades_task
-from tasks.reprocess import ReprocessResult, quarantined_rows, readmit_task, recheck_task, selected_trace_ids
+from tasks.qa.regrade import RegradeResult, regrade_task, store_regrades_task
+from tasks.qa.store import QaSummary
+from tasks.upkeep.reprocess import ReprocessResult, quarantined_rows, readmit_task, recheck_task, selected_trace_ids
 
 __all__ = ["ReprocessSummary", "reprocess"]
 

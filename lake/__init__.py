@@ -12,7 +12,7 @@ __all__ = ["Lake", "LakeTables"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: producers import lake.storage without paying for deltalake and polars.
+    # Imported on first use: importing one module of the lake does not load deltalake and polars for the others.
     if name == "Lake":
         from lake.read import Lake
 

@@ -16,12 +16,11 @@ import pyarrow.compute as pc
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Schema, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lake.storage import delta_storage_options, is_local, join
-from schemas.errors import ConfigError, StorageUnavailable
+from client.storage import as_storage_error, is_local, join
 from schemas.tables import TableSpec
 from schemas.version import CODE_VERSION
 
-__all__ = ["WRITER_PROPERTIES", "LakeTables", "sql_string"]
+__all__ = ["WRITER_PROPERTIES", "LakeTables", "delta_storage_options", "sql_string"]
 
 _FREE_TEXT = ("command", "diff_unified", "extra", "manifest_extra", "message", "stderr", "stdout", "task_description", "text")
 _UNIQUE = ("buffer_hash_after", "chain_head", "event_id", "line_sha256", "sha")
@@ -72,7 +71,7 @@ class LakeTables:
         except TableNotFoundError:
             return None
         except OSError as exc:
-            raise _storage_error(self.url, exc) from exc
+            raise as_storage_error(f"lake {self.url}", exc) from exc
 
     def ensure(self, spec: TableSpec) -> DeltaTable:
         """Create the table from its spec, or add the spec's new columns to an older table in place."""
@@ -202,23 +201,31 @@ class LakeTables:
                 time.sleep(0.2 * 2**i)
             except OSError as exc:  # network trouble talking to the store
                 if i == attempts - 1:
-                    raise StorageUnavailable(str(exc)) from exc
+                    raise as_storage_error("lake", exc) from exc
                 time.sleep(0.2 * 2**i)
         return None
+
+
+def delta_storage_options(url: str) -> dict[str, str]:
+    """Storage options for delta-rs, from the same environment that `fs_for` uses."""
+    if not url.startswith("s3://"):
+        return {}
+    opts = {"AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        if os.environ.get(key):
+            opts[key] = os.environ[key]
+    opts.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    return opts
 
 
 def sql_string(value: str) -> str:
     """A SQL string literal (values here are trace ids, pseudonyms and dates; quotes are doubled anyway)."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def _storage_error(url: str, exc: OSError) -> Exception:
-    text = str(exc)
-    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
-        return ConfigError(f"lake {url}: the bucket does not exist; create it or fix PRT_LAKE / --lake")
-    if "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
-        return ConfigError(f"lake {url}: access denied; check the AWS_* credentials ({text.splitlines()[0]})")
-    return StorageUnavailable(f"lake {url}: {text.splitlines()[0] if text else exc!r}")
 
 
 def _conform(dt: DeltaTable, spec: TableSpec, data: pa.Table) -> pa.Table:

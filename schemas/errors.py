@@ -1,20 +1,31 @@
-"""The project's exceptions: a small tree whose types carry the retry policy.
+"""The project's exceptions: a small tree whose types carry the retry policy and the identity of
+what failed. Every class here is raised somewhere; tests/schemas/test_errors.py checks it.
 
-    PrtError
-    ├── ConfigError            (terminal)  a setting is missing or wrong; fix the setting
-    ├── InvalidInput           (terminal)  an SDK or CLI call got a bad value; names the field
-    ├── ObjectConflict         (terminal)  an immutable object exists with other bytes
-    ├── StorageUnavailable     (transient) the object store did not answer; retry
-    ├── TraceRejected          (terminal)  a trace failed validation; becomes a quarantine row
-    ├── LeaseLost              (transient) another run took over this batch; stop, it will finish
-    ├── SandboxUnavailable     (terminal)  no sandbox back-end can run here; never run unsandboxed
-    ├── SandboxError           (transient) the sandbox failed for reasons of its own
-    └── JudgeError             (transient) the judge's model endpoint failed
+    PrtError                                         the CLI prints any of these as one line, exit 2
+    ├── ConfigError              (terminal)  a setting is missing or wrong; fix the setting
+    ├── InvalidInput             (terminal)  an SDK or CLI call got a bad value          .field
+    ├── ObjectConflict           (terminal)  an immutable object exists with other bytes .path
+    ├── StorageUnavailable       (transient) the object store did not answer; retry      .url
+    ├── TraceRejected            (terminal)  a trace failed validation; a quarantine row .reason .object_key
+    ├── LeaseLost                (transient) another run took over this batch            .batch_id
+    ├── SandboxUnavailable       (terminal)  no sandbox back-end can run here            .backend
+    ├── RecorderError            (terminal)  `prt record` cannot run here                .repo
+    ├── UnsupportedTestCommand   (terminal)  QA cannot run this test command safely      .command
+    ├── ReportError              (terminal)  a test report is missing, too large or not a report
+    └── DiffError                (terminal)  a unified diff is malformed or does not apply
+        └── ReplayError          (terminal)  a recorded edit did not replay              .seq .event_id .file_path
 
 `TerminalError` and `TransientError` are mixins: `is_transient(exc)` is the retry condition
 used by the Prefect tasks, so retry policy lives in the type, not at the call site.
-Bad data is a result (a quarantine row), never an exception that kills a batch: `TraceRejected`
-is raised inside the assembler and caught per trace.
+Bad data is a result (a quarantine row, an `error` verdict), never an exception that kills a
+batch: `TraceRejected`, `ReplayError`, `ReportError` and `UnsupportedTestCommand` are caught per
+trace and become rows. Errors of the SDKs below (fsspec, botocore, delta-rs) are translated once,
+in `client.storage.storage_errors`.
+
+Retry layers, outermost first (docs/architecture.md has the budget in seconds):
+- a stage's Prefect task retries transient errors (`stage_task(retry_after=[...])`);
+- a Delta commit retries conflicts and I/O inside `LakeTables._retry` (5 or 8 attempts, 0.2 s doubling);
+- the ingest claim loop takes over batches whose lease ran out (`PRT_LEASE_S`) on the next run.
 """
 
 from __future__ import annotations
@@ -23,19 +34,23 @@ from typing import Literal, get_args
 
 __all__ = [
     "QUARANTINE_REASONS",
+    "QUARANTINE_REASON_MEANINGS",
     "ConfigError",
+    "DiffError",
     "InvalidInput",
-    "JudgeError",
     "LeaseLost",
     "ObjectConflict",
     "PrtError",
     "QuarantineReason",
-    "SandboxError",
+    "RecorderError",
+    "ReplayError",
+    "ReportError",
     "SandboxUnavailable",
     "StorageUnavailable",
     "TerminalError",
     "TraceRejected",
     "TransientError",
+    "UnsupportedTestCommand",
     "is_transient",
 ]
 
@@ -78,52 +93,118 @@ class ObjectConflict(PrtError, TerminalError):
 class StorageUnavailable(PrtError, TransientError):
     """The object store failed in a way that a retry may fix."""
 
+    def __init__(self, message: str, *, url: str | None = None):
+        self.url = url
+        super().__init__(message)
+
 
 class LeaseLost(PrtError, TransientError):
     """Another run took over the batch this run was writing; this run stops, the other finishes."""
+
+    def __init__(self, batch_id: str, message: str | None = None):
+        self.batch_id = batch_id
+        super().__init__(message or f"batch {batch_id} was taken over by another run")
 
 
 class SandboxUnavailable(PrtError, TerminalError):
     """No sandbox back-end works on this machine; tests are never run without one."""
 
+    def __init__(self, message: str, *, backend: str):
+        self.backend = backend
+        super().__init__(message)
 
-class SandboxError(PrtError, TransientError):
-    """The sandbox itself failed (not the tests inside it)."""
+
+class RecorderError(PrtError, TerminalError):
+    """A recorder command cannot run (no session, not a git repo, a session already running...)."""
+
+    def __init__(self, message: str, *, repo: str | None = None):
+        self.repo = repo
+        super().__init__(message)
 
 
-class JudgeError(PrtError, TransientError):
-    """The judge's model endpoint failed or timed out."""
+class UnsupportedTestCommand(PrtError, TerminalError, ValueError):
+    """QA cannot run this test command without a shell, or does not know its runner."""
+
+    def __init__(self, command: str, message: str):
+        self.command = command
+        super().__init__(message)
+
+
+class ReportError(PrtError, TerminalError, ValueError):
+    """A test report is missing, too large, or not a report."""
+
+
+class DiffError(PrtError, TerminalError, ValueError):
+    """A unified diff is malformed or does not apply to the text it is given."""
+
+
+class ReplayError(DiffError):
+    """A recorded edit did not replay: its diff did not apply or the result's hash is not the recorded one."""
+
+    def __init__(self, seq: int, event_id: str, file_path: str, message: str):
+        self.seq, self.event_id, self.file_path = seq, event_id, file_path
+        super().__init__(f"edit seq {seq} (event {event_id}) to {file_path}: {message}")
 
 
 QuarantineReason = Literal[
-    "bad_json",  # a chunk line is not JSON
-    "schema_error",  # an event, the manifest or complete.json breaks the schema
-    "unknown_event_type",  # an event's `type` is not one of the five
-    "seq_gap",  # event seq numbers skip a value
-    "seq_duplicate",  # two events share a seq
-    "event_count_mismatch",  # complete.json's event_count disagrees with the chunks
-    "duplicate_event_id",  # two events share an id
-    "chain_mismatch",  # the hash chain does not reach complete.json's chain_head
-    "chunk_conflict",  # the same chunk_seq was sent twice with different bytes
-    "chunk_name",  # an object under chunks/ is not named <seq:06d>-<id>.jsonl[.gz]
-    "chunk_too_large",  # a chunk, decompressed, is over the size limit
-    "line_too_large",  # one event line is over the size limit
-    "bad_gzip",  # a .gz chunk is truncated or not gzip
-    "not_utf8",  # a chunk is not valid UTF-8 (or holds NUL bytes)
-    "unsafe_path",  # a trace id, file path or artifact path is absolute, climbs out or is a link
-    "stray_object",  # an object that inbox protocol v1 has no place for
-    "artifact_missing",  # an event or the manifest references an artifact that is not there
-    "artifact_mismatch",  # an artifact's bytes do not hash to its name
-    "artifact_too_large",  # an artifact is over the size limit
-    "bad_snapshot",  # the repo snapshot is not a safe gzip tar of regular files and folders
-    "manifest_missing",  # complete.json is there but manifest.json is not
-    "manifest_mismatch",  # manifest.json disagrees with complete.json or the object layout
-    "consent_withdrawn",  # session.consent is false: nothing of the content is kept
-    "incomplete",  # chunks were still missing when the grace period ran out
-    "duplicate_trace",  # a trace with this id but other content is already in the lake
-    "expectation_failed",  # a Great Expectations rule failed; the message names it
+    "bad_json",
+    "schema_error",
+    "unknown_event_type",
+    "seq_gap",
+    "seq_duplicate",
+    "event_count_mismatch",
+    "duplicate_event_id",
+    "chain_mismatch",
+    "chunk_conflict",
+    "chunk_name",
+    "chunk_too_large",
+    "line_too_large",
+    "bad_gzip",
+    "not_utf8",
+    "unsafe_path",
+    "stray_object",
+    "artifact_missing",
+    "artifact_mismatch",
+    "artifact_too_large",
+    "bad_snapshot",
+    "manifest_missing",
+    "manifest_mismatch",
+    "consent_withdrawn",
+    "incomplete",
+    "duplicate_trace",
+    "expectation_failed",
 ]
 QUARANTINE_REASONS: frozenset[str] = frozenset(get_args(QuarantineReason))
+QUARANTINE_REASON_MEANINGS: dict[str, str] = {
+    "bad_json": "A chunk line is not JSON.",
+    "schema_error": "An event, the manifest or complete.json breaks the schema.",
+    "unknown_event_type": "An event's `type` is not one of the five.",
+    "seq_gap": "Event seq numbers skip a value.",
+    "seq_duplicate": "Two events share a seq.",
+    "event_count_mismatch": "Complete.json's event_count disagrees with the chunks.",
+    "duplicate_event_id": "Two events share an id.",
+    "chain_mismatch": "The hash chain does not reach complete.json's chain_head.",
+    "chunk_conflict": "The same chunk_seq was sent twice with different bytes.",
+    "chunk_name": "An object under chunks/ is not named <seq:06d>-<id>.jsonl[.gz].",
+    "chunk_too_large": "A chunk, decompressed, is over the size limit.",
+    "line_too_large": "One event line is over the size limit.",
+    "bad_gzip": "A .gz chunk is truncated or not gzip.",
+    "not_utf8": "A chunk is not valid UTF-8 (or holds NUL bytes).",
+    "unsafe_path": "A trace id, file path or artifact path is absolute, climbs out or is a link.",
+    "stray_object": "An object that inbox protocol v1 has no place for.",
+    "artifact_missing": "An event or the manifest references an artifact that is not there.",
+    "artifact_mismatch": "An artifact's bytes do not hash to its name.",
+    "artifact_too_large": "An artifact is over the size limit.",
+    "bad_snapshot": "The repo snapshot is not a safe gzip tar of regular files and folders.",
+    "manifest_missing": "`complete.json` is there but manifest.json is not.",
+    "manifest_mismatch": "`manifest.json` disagrees with complete.json or the object layout.",
+    "consent_withdrawn": "`session.consent` is false: nothing of the content is kept.",
+    "incomplete": "Chunks were still missing when the grace period ran out.",
+    "duplicate_trace": "A trace with this id but other content is already in the lake.",
+    "expectation_failed": "A Great Expectations rule failed; the message names it.",
+}
+"""What each reason code means (rendered into docs/ingest.md)."""
+assert set(QUARANTINE_REASON_MEANINGS) == QUARANTINE_REASONS
 
 
 class TraceRejected(PrtError, TerminalError):

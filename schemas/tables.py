@@ -255,7 +255,7 @@ QA_RUNS = TableSpec(
             _f("log_after_ref", _STR, "sha256:<hex> of the after run's output (capped)."),
             _f("runner_version", _STR, "Version of the verification procedure (workspace layout, runner options)."),
             _f("started_at", _TS, "When this verification started (for a re-graded row: when its runs started)."),
-            _f("framework", _STR, "Test runner QA ran: pytest | unittest (tasks/runners.py)."),
+            _f("framework", _STR, "Test runner QA ran: pytest | unittest (client/testruns/runners.py)."),
             _f(
                 "test_config_changed",
                 _BOOL,
@@ -276,7 +276,7 @@ QA_RUNS = TableSpec(
                 _STR,
                 "Git tree id of the snapshot's files: compare with `git rev-parse <start_commit>^{tree}` in the public repo.",
             ),
-            _f("grader_version", _STR, "Version of the grading rules that gave the verdict (tasks/grade.py)."),
+            _f("grader_version", _STR, "Version of the grading rules that gave the verdict (tasks/qa/grade.py)."),
             _f("graded_at", _TS, "When the verdict was given; the latest one is the trace's verdict."),
             _f(
                 "regraded_from",

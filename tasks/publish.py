@@ -6,7 +6,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 
-from tasks._prefect import stage_task
+from tasks.stage import stage_task
 
 __all__ = ["MAX_TABLE_ROWS", "publish_run_artifacts"]
 

@@ -189,7 +189,7 @@ SANDBOX_PARAMS = [
 def sandbox_or_skip(name: str, settings):
     """The back-end, or a skip. With PRT_REQUIRE_DOCKER=1 (CI, after .ci/run built every back-end)
     an unavailable back-end is a failure instead."""
-    from tasks.sandbox import SANDBOXES
+    from tasks.qa.sandbox import SANDBOXES
 
     why = SANDBOXES[name].available(settings)
     if why:
@@ -202,7 +202,7 @@ def sandbox_or_skip(name: str, settings):
 @pytest.fixture
 def fake_openai(monkeypatch):
     """A local chat-completions server; OPENAI_BASE_URL and OPENAI_API_KEY point the SDK at it."""
-    from tests.fake_openai import FakeOpenAI
+    from tests.support.fake_openai import FakeOpenAI
 
     server = FakeOpenAI()
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)

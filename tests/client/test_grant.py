@@ -19,7 +19,7 @@ from client.upload import upload_trace_dir
 from client.writer import TraceWriter
 from schemas.errors import ConfigError, InvalidInput
 from tests.conftest import EXAMPLES, REPO, _new_bucket
-from tests.tracegen import SNAPSHOT, manifest, objects
+from tests.support.tracegen import SNAPSHOT, manifest, objects
 
 
 @pytest.fixture

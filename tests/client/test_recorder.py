@@ -18,7 +18,7 @@ import pytest
 from lake import Lake
 from schemas.settings import get_sandbox_settings
 from tests.conftest import REPO, SANDBOX_PARAMS, sandbox_or_skip
-from tests.tracegen import objects
+from tests.support.tracegen import objects
 
 CALCULATOR = REPO / "examples" / "repos" / "calculator"
 
@@ -129,8 +129,8 @@ def test_edits_are_diffed_against_the_last_recorded_state(repo, env):
 
 @pytest.mark.parametrize("where", ["before the commit point", "after the commit point"])
 def test_a_crash_loses_at_most_the_running_command_and_never_breaks_the_diffs(repo, env, where, monkeypatch):
+    from client.diffs import apply_unified_diff
     from client.recorder import Recorder
-    from tasks.replay import apply_unified_diff
 
     prt(repo, env, "record", "start", "--task-id", "T", "--title", "t", "--consent", "yes")
     prt(repo, env, "note", "plan", "one")

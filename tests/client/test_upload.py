@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from client.storage import fs_for
 from client.upload import find_trace_dirs, upload_trace_dir
-from lake.storage import fs_for
 from schemas.errors import InvalidInput, ObjectConflict
 from tests.conftest import EXAMPLE_IDS, EXAMPLES, REPO
 

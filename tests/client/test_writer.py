@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from client.diffs import apply_unified_diff, unified_diff
+from client.storage import fs_for
 from client.writer import TraceWriter
-from lake.storage import fs_for
 from schemas.chain import chain_head
 from schemas.errors import InvalidInput, ObjectConflict
 from schemas.layout import parse_chunk_name
-from tasks.replay import apply_unified_diff, unified_diff
 
 SNAPSHOT = b"not really a tarball, but bytes all the same"
 

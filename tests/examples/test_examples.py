@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from client.diffs import EditSpec, replay_edits
 from schemas.chain import chain_head
 from schemas.events import EVENT_ADAPTER
 from schemas.manifest import Complete, Manifest
-from tasks.replay import EditSpec, replay_edits
 from tests.conftest import EXAMPLE_IDS, EXAMPLES, REPO
 
 EXPECTED = {

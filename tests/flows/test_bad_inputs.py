@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/corpus.py) in one ingest run beside good traces: every case ends in
+"""The bad-input corpus (tests/support/corpus.py) in one ingest run beside good traces: every case ends in
 quarantine with its reason and a message naming the trace, and the good traces are untouched."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from flows.ingest import ingest_inbox
 from lake import Lake
 from schemas.errors import QUARANTINE_REASONS
 from schemas.settings import get_ingest_settings
-from tests.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY
-from tests.tracegen import objects, write_trace
+from tests.support.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY
+from tests.support.tracegen import objects, write_trace
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import polars as pl
 
 from lake import Lake
 from tests.conftest import REPO
-from tests.tracegen import chunk_keys, objects, put, write_trace
+from tests.support.tracegen import chunk_keys, objects, put, write_trace
 
 N = 24
 

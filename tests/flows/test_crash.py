@@ -11,7 +11,7 @@ import pytest
 
 from lake import Lake
 from tests.conftest import REPO
-from tests.tracegen import archived, chunk_keys, lake_text, objects, put, write_trace
+from tests.support.tracegen import archived, chunk_keys, lake_text, objects, put, write_trace
 
 POINTS = [
     "before_commit:quarantine",

@@ -8,15 +8,15 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from client.storage import fs_for
 from client.upload import find_trace_dirs, upload_trace_dir
 from flows.ingest import ingest_inbox
 from lake import Lake
-from lake.storage import fs_for
 from lake.tables import LakeTables
 from schemas.settings import IngestSettings
-from tasks.inbox import bytes_read, load_traces, scan_inbox
+from tasks.ingest.inbox import bytes_read, load_traces, scan_inbox
 from tests.conftest import EXAMPLE_IDS, EXAMPLES
-from tests.tracegen import archived, chunk_keys, objects, put, remove, write_trace
+from tests.support.tracegen import archived, chunk_keys, objects, put, remove, write_trace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -85,7 +85,7 @@ def test_reupload_of_an_ingested_trace(storage_url):
 
 
 def test_a_link_in_a_trace_is_rejected_at_once_not_after_the_grace_period(tmp_path):
-    from tests.corpus import LOCAL_ONLY
+    from tests.support.corpus import LOCAL_ONLY
 
     inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
     LOCAL_ONLY["symlink-chunks-folder"][0](inbox)  # its chunks/ folder is a link to a real trace's

@@ -15,14 +15,14 @@ import pytest
 from client.upload import find_trace_dirs, upload_trace_dir
 from flows.ingest import ingest_inbox
 from lake import Lake
+from lake.frames import polars_schema, to_arrow
 from lake.tables import LakeTables
 from schemas.errors import ConfigError
 from schemas.tables import TRACES
-from tasks.frames import polars_schema, to_arrow
-from tasks.ingest import IngestSummary
+from tasks.ingest.batch import IngestSummary
 from tasks.publish import MAX_TABLE_ROWS, bounded
 from tests.conftest import EXAMPLES, REPO
-from tests.tracegen import write_trace
+from tests.support.tracegen import write_trace
 
 
 def test_prt_ingest_prints_a_summary(tmp_path, cli_env):

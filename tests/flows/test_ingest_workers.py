@@ -11,7 +11,7 @@ import pytest
 
 from lake import Lake
 from tests.conftest import REPO
-from tests.tracegen import chunk_keys, objects, put, write_trace
+from tests.support.tracegen import chunk_keys, objects, put, write_trace
 
 N = 12
 RUN_COLUMNS = ["pipeline_run_id", "batch_id", "code_version", "ingested_at", "ingest_date"]

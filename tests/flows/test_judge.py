@@ -14,7 +14,7 @@ from flows.ingest import ingest_inbox
 from flows.judge import judge_traces
 from lake import Lake
 from tests.conftest import EXAMPLES, REPO
-from tests.fake_openai import reply, rubric_json, status
+from tests.support.fake_openai import reply, rubric_json, status
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
+from client.storage import fs_for, join
 from flows.ingest import ingest_inbox
 from flows.judge import judge_traces
 from flows.maintain import forget_participant, maintain_lake
 from lake import Lake
-from lake.storage import fs_for, join
 from schemas.settings import get_ingest_settings
-from tasks.maintain import retention
-from tasks.privacy import pseudonym
-from tests.tracegen import chunk_keys, lake_text, objects, put, write_trace
+from tasks.ingest.privacy import pseudonym
+from tasks.upkeep.maintain import retention
+from tests.support.tracegen import chunk_keys, lake_text, objects, put, write_trace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

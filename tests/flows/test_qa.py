@@ -5,30 +5,21 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from client.storage import fs_for, join
 from client.upload import find_trace_dirs, upload_trace_dir
 from flows.ingest import ingest_inbox
 from flows.qa import verify_traces
 from lake import Lake
-from lake.storage import fs_for, join
 from schemas.errors import SandboxUnavailable
 from schemas.settings import SandboxSettings, get_sandbox_settings
-from tasks.qa import load_qa_inputs
-from tasks.regrade import regrade_row
-from tasks.sandbox import get_sandbox
+from tasks.qa.regrade import regrade_row
+from tasks.qa.sandbox import get_sandbox
+from tasks.qa.store import load_qa_inputs
 from tests.conftest import EXAMPLES, SANDBOX_PARAMS, sandbox_or_skip
-from tests.tracegen import write_repo_trace
+from tests.support.repos import CALC, FIXED_ADD
+from tests.support.tracegen import write_repo_trace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-CALC = {
-    "conftest.py": "",
-    "calc.py": "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n\n\ndef neg(a):\n    return a\n",
-    "tests/test_calc.py": (
-        "from calc import add, mul, neg\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
-        "def test_mul():\n    assert mul(2, 3) == 6\n\n\ndef test_neg():\n    assert neg(2) == -2\n"
-    ),
-}
-FIXED_ADD = CALC["calc.py"].replace("return a - b", "return a + b")
 
 
 @pytest.fixture(params=[p for p in SANDBOX_PARAMS if p.id != "docker-gvisor"])

@@ -8,18 +8,18 @@ import hashlib
 import polars as pl
 import pytest
 
+from client.storage import fs_for, join, put_immutable
 from flows.ingest import ingest_inbox
 from flows.judge import judge_traces
 from flows.qa import verify_traces
 from flows.reprocess import reprocess
 from lake import Lake
-from lake.storage import fs_for, join, put_immutable
+from lake.frames import polars_schema, to_arrow
 from schemas.settings import SandboxSettings
 from schemas.tables import QA_RUNS
-from tasks.frames import polars_schema, to_arrow
 from tests.conftest import sandbox_or_skip
-from tests.flows.test_qa import CALC, FIXED_ADD
-from tests.tracegen import write_repo_trace
+from tests.support.repos import CALC, FIXED_ADD
+from tests.support.tracegen import write_repo_trace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -10,7 +10,7 @@ from flows.ingest import ingest_inbox
 from flows.reprocess import reprocess
 from lake import Lake
 from schemas.settings import get_ingest_settings
-from tests.tracegen import SNAPSHOT, T0, archived, lake_text, manifest, objects, write_trace
+from tests.support.tracegen import SNAPSHOT, T0, archived, lake_text, manifest, objects, write_trace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

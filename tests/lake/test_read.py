@@ -9,8 +9,8 @@ from client.upload import find_trace_dirs, upload_trace_dir
 from flows.ingest import ingest_inbox
 from flows.judge import judge_traces
 from lake import Lake
+from lake.frames import polars_schema, to_arrow
 from schemas.tables import QA_RUNS, TABLES
-from tasks.frames import polars_schema, to_arrow
 from tests.conftest import EXAMPLES
 
 

@@ -1,0 +1,24 @@
+"""`prt bench`: the benchmark harness, outside the pipeline it measures.
+
+generate    synthetic inboxes and copies of the examples
+probes      memory, CPU, files read, the machine and its file system
+runs        each benchmark: ingest against the floor, QA, the judge, reads, a profile; every
+            measured run in a child process (`python -m bench KIND ...`)
+"""
+
+from bench.generate import clone_examples, generate_inbox
+from bench.probes import PeakMemory, filesystem, machine
+from bench.runs import bench_ingest, bench_judge, bench_profile, bench_qa, bench_read
+
+__all__ = [
+    "PeakMemory",
+    "bench_ingest",
+    "bench_judge",
+    "bench_profile",
+    "bench_qa",
+    "bench_read",
+    "clone_examples",
+    "filesystem",
+    "generate_inbox",
+    "machine",
+]

@@ -1,0 +1,236 @@
+"""Secret redaction before anything reaches the lake.
+
+Two layers: precise rules for the common token formats (AWS keys, GitHub, OpenAI, Slack and
+GitLab tokens, private-key blocks, JWTs, passwords in URLs, ...), then the detectors of
+detect-secrets (a maintained catalogue of ~25 credential formats and a keyword heuristic) on
+what is left. Both only run where a cheap prefilter matches: the prefilter is a single
+Rust-regex-compatible pattern that polars evaluates column-wise over a whole batch, and a test
+proves it matches every line that either layer would redact.
+
+A secret is replaced by `[REDACTED:<rule>]`; callers record `field:rule` per event, never the secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+
+__all__ = [
+    "MARKER",
+    "PREFILTER",
+    "RULES",
+    "Rule",
+    "redact_bytes",
+    "redact_columns",
+    "redact_json_value",
+    "redact_text",
+    "redaction_records",
+]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: re.Pattern[str]
+    group: int = 0
+    """Which group is the secret (0: the whole match)."""
+
+
+def _rule(name: str, pattern: str, group: int = 0, flags: int = 0) -> Rule:
+    return Rule(name, re.compile(pattern, flags), group)
+
+
+RULES: tuple[Rule, ...] = (
+    _rule(
+        "private_key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        flags=re.S,
+    ),
+    _rule("aws_access_key_id", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    _rule(
+        "aws_secret_access_key",
+        r"(?i)aws.{0,20}?(?:secret|key|pwd|pw|password|pass|token).{0,20}?[\s\"'=:]([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
+        1,
+    ),
+    _rule("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9_]{30,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+    _rule("gitlab_token", r"\b(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent)-[A-Za-z0-9_-]{20,1024}"),
+    _rule("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    _rule("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    _rule("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]+"),
+    _rule("stripe_key", r"\b[rs]k_live_[0-9A-Za-z]{16,}"),
+    _rule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_.+/=-]*"),
+    _rule("url_password", r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@", 1),
+)
+
+# Every rule above and every detect-secrets detector needs one of these fragments to match, so a
+# text without any of them needs no further look. Kept to the syntax shared by Python's `re` and
+# Rust's `regex` (no look-around), so polars can evaluate it column-wise. Keywords count only when
+# an assignment-like character follows on the same line (or a comparison precedes them), as in
+# every keyword pattern of detect-secrets. tests/tasks/ingest/test_redact.py proves the superset property
+# against samples of both layers.
+_KEYWORD = r"(key|pass|pwd|pw|secret|token|contrase)"
+PREFILTER = (
+    r"(?i:-----begin|aws|a3t[a-z0-9]|akia|asia|abia|acca|gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent)-"
+    r"|gr1348941|sk-|xox[abposr]-|hooks\.slack|[rs]k_live_|eyj|://[^/\s]*@|accountkey=|akc[a-z0-9]|ap[0-9a-f][a-z0-9]{8}"
+    r"|sg\.|sq0csp-|pypi-|_authtoken|-us[0-9]|[mno][a-z0-9_-]{23,25}\.|[0-9]{8,10}:[a-z0-9_-]{35}|ac[a-z0-9]{32}|sk[a-z0-9]{32}"
+    rf"|{_KEYWORD}[^\n]*[=:(;>]|{_KEYWORD}[\s\"'\]]+[a-z0-9_/+-]{{24,}}|[=!]=[^\n]*{_KEYWORD})"
+)
+_PREFILTER_RE = re.compile(PREFILTER)
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.~]*")
+
+
+def _mark(rule: str) -> str:
+    return f"[REDACTED:{rule}]"
+
+
+@cache
+def _detectors() -> tuple:
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    # Entropy detectors flag every hash and test fixture in a diff (and would break replay);
+    # public IP addresses are not secrets.
+    skip = {"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"}
+    return tuple(cls() for cls in get_mapping_from_secret_type_to_class().values() if cls.__name__ not in skip)
+
+
+def _detector_rule(plugin) -> str:
+    return "ds_" + re.sub(r"(?<!^)(?=[A-Z])", "_", type(plugin).__name__.removesuffix("Detector")).lower()
+
+
+def _expand(line: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a reported secret to the whole token around it: detectors sometimes report a prefix."""
+    while start > 0 and _TOKEN_CHARS.fullmatch(line[start - 1]) and line[start - 1] not in "=":
+        start -= 1
+    m = _TOKEN_CHARS.match(line, end)
+    return start, m.end() if m else end
+
+
+def _redact_detected(text: str, hits: list[str]) -> str:
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not _PREFILTER_RE.search(line):
+            continue
+        for plugin in _detectors():
+            for secret in plugin.analyze_line(filename="trace", line=line, line_number=i + 1):
+                value = secret.secret_value
+                if not value or value.startswith("[REDACTED"):
+                    continue
+                pos = line.find(value)
+                while pos >= 0:
+                    start, end = _expand(line, pos, pos + len(value))
+                    rule = _detector_rule(plugin)
+                    line = line[:start] + _mark(rule) + line[end:]
+                    hits.append(rule)
+                    pos = line.find(value, start + len(_mark(rule)))
+        lines[i] = line
+    return "\n".join(lines)
+
+
+def redact_text(text: str) -> tuple[str, list[str]]:
+    """`text` with secrets replaced, and the names of the rules that fired (one per secret)."""
+    if not text or not _PREFILTER_RE.search(text):
+        return text, []
+    hits: list[str] = []
+    for rule in RULES:
+
+        def _sub(m: re.Match[str], rule: Rule = rule) -> str:
+            hits.append(rule.name)
+            if rule.group == 0:
+                return _mark(rule.name)
+            s, e = m.span(rule.group)
+            return m.string[m.start() : s] + _mark(rule.name) + m.string[e : m.end()]
+
+        text = rule.pattern.sub(_sub, text)
+    text = _redact_detected(text, hits)
+    return text, hits
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """`data` with secrets redacted when it is UTF-8 text; other bytes are returned unchanged."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    new, hits = redact_text(text)
+    return new.encode("utf-8") if hits else data
+
+
+def redact_json_value(value):
+    """(value, rules) with every string inside a decoded JSON value redacted."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        pairs = [redact_json_value(v) for v in value]
+        return [p[0] for p in pairs], [h for p in pairs for h in p[1]]
+    if isinstance(value, dict):
+        pairs = {k: redact_json_value(v) for k, v in value.items()}
+        return {k: p[0] for k, p in pairs.items()}, [h for p in pairs.values() for h in p[1]]
+    return value, []
+
+
+def redact_columns(df: pl.DataFrame, columns: Iterable[str], *, list_columns: Iterable[str] = ()) -> pl.DataFrame:
+    """`df` with secrets redacted in its string columns (and list-of-string columns).
+
+    Only cells that match the prefilter are touched in Python; the rest stays columnar.
+    What was redacted is read back from the markers by `redaction_records`.
+    """
+    updates: list[pl.Series] = []
+    for col in columns:
+        if col not in df.columns:
+            continue
+        mask = df.get_column(col).str.contains(PREFILTER).fill_null(False)
+        if not mask.any():
+            continue
+        values = df.get_column(col).to_list()
+        for i in mask.arg_true().to_list():
+            values[i] = redact_text(values[i])[0]
+        updates.append(pl.Series(col, values, dtype=pl.String))
+    for col in list_columns:
+        if col not in df.columns:
+            continue
+        mask = df.get_column(col).list.join("\n").fill_null("").str.contains(PREFILTER)
+        if not mask.any():
+            continue
+        values = df.get_column(col).to_list()
+        for i in mask.arg_true().to_list():
+            values[i] = [redact_text(item)[0] for item in values[i]]
+        updates.append(pl.Series(col, values, dtype=pl.List(pl.String)))
+    return df.with_columns(updates) if updates else df
+
+
+MARKER = r"\[REDACTED:([A-Za-z0-9_]+)\]"
+
+
+def redaction_records(df: pl.DataFrame, columns: Iterable[str]) -> pl.Series:
+    """Per row, `column:rule` for every redaction marker in `columns` (null when there is none).
+
+    Read from the stored values themselves, so the record is right whether the redaction happened
+    in this pass or an earlier one (a trace re-admitted from the redacted quarantine copy).
+    """
+    texts = {}
+    for col in columns:
+        if col in df.columns:
+            expr = pl.col(col)
+            texts[col] = (expr.list.join("\n") if df.schema[col] == pl.List(pl.String) else expr).fill_null("")
+    none = pl.Series("redactions", [None] * df.height, dtype=pl.List(pl.String))
+    if not texts:
+        return none
+    # Most rows carry no marker: find those that do with a plain substring search first.
+    marked = df.select(pl.any_horizontal(e.str.contains("[REDACTED:", literal=True) for e in texts.values())).to_series()
+    if not marked.any():
+        return none
+    parts = [
+        e.str.extract_all(MARKER).list.eval(pl.lit(f"{c}:") + pl.element().str.slice(10).str.strip_suffix("]"))
+        for c, e in texts.items()
+    ]
+    records = pl.concat_list(parts)
+    found = (
+        df.select(list(texts)).with_row_index("_row").filter(marked)
+        .select("_row", redactions=pl.when(records.list.len() > 0).then(records))
+    )  # fmt: skip
+    rows = pl.DataFrame({"_row": pl.int_range(df.height, dtype=pl.UInt32, eager=True)})
+    return rows.join(found, on="_row", how="left", maintain_order="left").get_column("redactions")

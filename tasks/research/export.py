@@ -1,0 +1,247 @@
+"""The training export: one deterministic record per trace, as JSONL or Parquet.
+
+Record format (every field always present; null where it does not apply):
+
+    trace_id        str
+    chain_head      str        the trace's hash-chain head (integrity of the original events)
+    task            {id, title, description}
+    repo            {origin, start_commit, snapshot_ref, snapshot_tree}   snapshot_tree: the git tree id of
+                               the snapshot's files, to compare with start_commit's tree in the public repo
+    steps           [ {seq, t_s, type, kind, text, file, diff, command, exit_code, output,
+                       passed, failed, errors, failing_tests, sha, message} ]   in seq order;
+                    type is note | edit | command | test_run | commit; t_s is seconds since the start;
+                    output is stdout+stderr, at most 4000 characters (the middle is cut)
+    final_patch     str|null   unified diff from start_commit to the session's final files (null when
+                               the edits do not replay)
+    verdict         str|null   latest QA verdict
+    fail_to_pass    [str]      tests the session fixed (SWE-bench FAIL_TO_PASS)
+    test_config_changed bool|null  the session changed test configuration (conftest.py, pytest.ini, ...)
+    scores          {judge_id, overall, problem_understanding, causal_linking, experiment_design,
+                     efficiency, reproducibility, safety_hygiene}
+    provenance      {ingest_run_id, ingest_batch_id, qa_id, qa_run_id, score_run_id, code_version}
+
+Records are sorted by trace_id and contain no export time, so the same lake and filters give
+byte-identical files. Load them with `datasets.load_dataset("json" | "parquet", data_files=PATH)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+
+from client.diffs import EditSpec, replay_edits, unified_diff
+from client.storage import join
+from lake.read import Lake
+from schemas.errors import ReplayError
+from schemas.rubric import DIMENSIONS
+
+__all__ = ["EXPORT_SCHEMA", "build_records", "export_dataset"]
+
+_OUTPUT_CHARS = 4000
+_STEP_TYPES = {"rationale_note": "note", "file_edit": "edit", "cmd_run": "command", "test_run": "test_run", "commit": "commit"}
+
+_STEP = pa.struct(
+    [
+        ("seq", pa.int32()), ("t_s", pa.float64()), ("type", pa.string()), ("kind", pa.string()), ("text", pa.string()),
+        ("file", pa.string()), ("diff", pa.string()), ("command", pa.string()), ("exit_code", pa.int32()), ("output", pa.string()),
+        ("passed", pa.int32()), ("failed", pa.int32()), ("errors", pa.int32()), ("failing_tests", pa.list_(pa.string())),
+        ("sha", pa.string()), ("message", pa.string()),
+    ]
+)  # fmt: skip
+EXPORT_SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("chain_head", pa.string()),
+        ("task", pa.struct([("id", pa.string()), ("title", pa.string()), ("description", pa.string())])),
+        (
+            "repo",
+            pa.struct(
+                [
+                    ("origin", pa.string()),
+                    ("start_commit", pa.string()),
+                    ("snapshot_ref", pa.string()),
+                    ("snapshot_tree", pa.string()),
+                ]
+            ),
+        ),
+        ("steps", pa.list_(_STEP)),
+        ("final_patch", pa.string()),
+        ("verdict", pa.string()),
+        ("fail_to_pass", pa.list_(pa.string())),
+        ("test_config_changed", pa.bool_()),
+        ("scores", pa.struct([("judge_id", pa.string()), ("overall", pa.float64()), *[(d, pa.float64()) for d in DIMENSIONS]])),
+        (
+            "provenance",
+            pa.struct(
+                [
+                    ("ingest_run_id", pa.string()),
+                    ("ingest_batch_id", pa.string()),
+                    ("qa_id", pa.string()),
+                    ("qa_run_id", pa.string()),
+                    ("score_run_id", pa.string()),
+                    ("code_version", pa.string()),
+                ]
+            ),
+        ),
+    ]
+)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= _OUTPUT_CHARS:
+        return text
+    half = _OUTPUT_CHARS // 2
+    return f"{text[:half]}\n[... {len(text) - _OUTPUT_CHARS} characters cut ...]\n{text[-half:]}"
+
+
+def _step(e: dict, start: float) -> dict:
+    output = "".join(x for x in (e["stdout"], e["stderr"]) if x) or None
+    return {
+        "seq": e["seq"],
+        "t_s": round(e["ts_client_s"] - start, 3),
+        "type": _STEP_TYPES[e["type"]],
+        "kind": e["kind"],
+        "text": e["text"],
+        "file": e["file_path"],
+        "diff": e["diff_unified"],
+        "command": e["command"],
+        "exit_code": e["exit_code"],
+        "output": _cut(output) if output else None,
+        "passed": e["passed"],
+        "failed": e["failed"],
+        "errors": e["errors"],
+        "failing_tests": e["failing_tests"],
+        "sha": e["sha"],
+        "message": e["message"],
+    }
+
+
+def _final_patch(snapshot: bytes, edits: list[EditSpec]) -> str | None:
+    """The net change of the session: start_commit to the final state of every edited file."""
+    if not edits:
+        return ""
+    paths = {e.file_path for e in edits}
+    originals: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            name = m.name.removeprefix("./")
+            if name in paths and m.isreg():
+                originals[name] = tar.extractfile(m).read()
+    try:
+        final = replay_edits(originals, edits)
+    except ReplayError:
+        return None
+    patch = []
+    for path in sorted(final):
+        before = originals.get(path, b"").decode("utf-8", "replace")
+        after = final[path].decode("utf-8", "replace")
+        if before != after:
+            patch.append(unified_diff(before, after, path))
+    return "".join(patch)
+
+
+def build_records(
+    lake: Lake,
+    lake_fs: AbstractFileSystem,
+    lake_root: str,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    verdict: Sequence[str] | None = None,
+    min_score: float | None = None,
+    judge: str | None = None,
+    test_config_changed: bool | None = None,
+) -> list[dict]:
+    """Export records for the traces that pass the filters, sorted by trace_id."""
+    ds = lake.dataset(
+        since=since,
+        until=until,
+        verdict=verdict or None,
+        min_score=min_score,
+        judge=judge,
+        test_config_changed=test_config_changed,
+    ).collect()
+    if ds.is_empty():
+        return []
+    ids = ds["trace_id"].to_list()
+    traces = {r["trace_id"]: r for r in lake.traces().filter(pl.col("trace_id").is_in(ids)).collect().iter_rows(named=True)}
+    qa = {
+        r["trace_id"]: r
+        for r in lake.latest_qa()
+        .filter(pl.col("trace_id").is_in(ids))
+        .select("trace_id", "pipeline_run_id")
+        .collect()
+        .iter_rows(named=True)
+    }
+    cols = ["trace_id", "seq", "type", "ts_client_s", "kind", "text", "file_path", "diff_unified", "buffer_hash_after", "event_id", "command",
+            "exit_code", "stdout", "stderr", "passed", "failed", "errors", "failing_tests", "sha", "message"]  # fmt: skip
+    events = lake.events().filter(pl.col("trace_id").is_in(ids)).select(cols).collect().sort("trace_id", "seq")
+    by_trace = {k[0]: g.to_dicts() for k, g in events.group_by("trace_id", maintain_order=True)}
+    records = []
+    for row in ds.iter_rows(named=True):
+        tid = row["trace_id"]
+        t = traces[tid]
+        evs = by_trace.get(tid, [])
+        start = t["started_at"].timestamp()
+        edits = [
+            EditSpec(e["seq"], e["event_id"], e["file_path"], e["diff_unified"], e["buffer_hash_after"])
+            for e in evs
+            if e["type"] == "file_edit"
+        ]
+        snapshot = lake_fs.cat_file(join(lake_root, "artifacts", t["snapshot_ref"].removeprefix("sha256:")))
+        scored = row["judge_id"] is not None
+        records.append(
+            {
+                "trace_id": tid,
+                "chain_head": t["chain_head"],
+                "task": {"id": t["task_id"], "title": t["task_title"], "description": t["task_description"]},
+                "repo": {
+                    "origin": t["repo_origin"],
+                    "start_commit": t["start_commit"],
+                    "snapshot_ref": t["snapshot_ref"],
+                    "snapshot_tree": row["snapshot_tree"],
+                },
+                "steps": [_step(e, start) for e in evs],
+                "final_patch": _final_patch(snapshot, edits),
+                "verdict": row["verdict"],
+                "fail_to_pass": row["fail_to_pass"] or [],
+                "test_config_changed": row["test_config_changed"],
+                "scores": {"judge_id": row["judge_id"], "overall": row["overall"], **{d: row[d] for d in DIMENSIONS}}
+                if scored
+                else None,
+                "provenance": {
+                    "ingest_run_id": t["pipeline_run_id"],
+                    "ingest_batch_id": t["batch_id"],
+                    "qa_id": row["qa_id"],
+                    "qa_run_id": qa.get(tid, {}).get("pipeline_run_id"),
+                    "score_run_id": row["score_run_id"],
+                    "code_version": t["code_version"],
+                },
+            }
+        )
+    return records
+
+
+def export_dataset(records: list[dict], out: str | Path, fmt: str) -> Path:
+    """Write records to `out` as jsonl or parquet (byte-identical for identical records)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        with open(out, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+    elif fmt == "parquet":
+        table = pa.Table.from_pylist(records, schema=EXPORT_SCHEMA)
+        pq.write_table(table, out, compression="zstd", row_group_size=10_000, write_statistics=False)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; known: jsonl, parquet")
+    return out

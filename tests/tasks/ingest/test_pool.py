@@ -1,0 +1,49 @@
+"""The ingest worker pool: its workers go away with the process that owns it, however it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tasks.ingest.claims import process_started
+from tests.conftest import REPO
+
+OWNER = """
+import sys
+from tasks.ingest.pool import BatchPool
+
+if __name__ == "__main__":
+    pool = BatchPool(2)
+    pool.start()
+    print(" ".join(str(pid) for pid in pool._executor._processes), flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def _alive(pid: int) -> bool:
+    return process_started(pid) != ""  # gone or a zombie: not alive
+
+
+def test_workers_exit_when_the_owner_is_killed(tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    owner = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        workers = [int(p) for p in owner.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+    finally:
+        owner.kill()  # SIGKILL: no chance to shut the pool down
+        owner.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in workers if _alive(p)]
+    for pid in left:  # a failure must not leave them running for the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers outlived the process that owned the pool"
