@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install sandbox demo test lint examples image lock clean deploy
+.PHONY: install sandbox demo test lint docs bench-docs examples image lock clean deploy
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,20 @@ test: install sandbox
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The tables in docs/ that describe code (verdicts, quarantine reasons, rubric, heuristic rules,
+# settings, commands, docs/tables.md), regenerated from it; tests/docs fails when they drift.
+docs: install
+	$(BIN)/python docs/generate.py
+
+# Measure every benchmark on this machine and put the results into docs/performance.md.
+bench-docs: install sandbox
+	$(BIN)/prt bench --json docs/bench/ingest.json
+	$(BIN)/prt bench --qa --json docs/bench/qa.json
+	$(BIN)/prt bench --judge --json docs/bench/judge.json
+	$(BIN)/prt bench --read --json docs/bench/read.json
+	$(BIN)/python docs/generate.py
 
 examples: install
 	$(BIN)/python examples/make_examples.py
