@@ -12,6 +12,7 @@ what failed. Every class here is raised somewhere; tests/schemas/test_errors.py 
     ├── RecorderError            (terminal)  `prt record` cannot run here                .repo
     ├── UnsupportedTestCommand   (terminal)  QA cannot run this test command safely      .command
     ├── ReportError              (terminal)  a test report is missing, too large or not a report
+    ├── SnapshotError            (terminal)  a repo snapshot is not a safe gzip tar of the repo
     └── DiffError                (terminal)  a unified diff is malformed or does not apply
         └── ReplayError          (terminal)  a recorded edit did not replay              .seq .event_id .file_path
 
@@ -46,6 +47,7 @@ __all__ = [
     "ReplayError",
     "ReportError",
     "SandboxUnavailable",
+    "SnapshotError",
     "StorageUnavailable",
     "TerminalError",
     "TraceRejected",
@@ -132,6 +134,10 @@ class UnsupportedTestCommand(PrtError, TerminalError, ValueError):
 
 class ReportError(PrtError, TerminalError, ValueError):
     """A test report is missing, too large, or not a report."""
+
+
+class SnapshotError(PrtError, TerminalError, ValueError):
+    """A repo snapshot is not one (unreadable, too large, an unsafe entry or link); the message says why."""
 
 
 class DiffError(PrtError, TerminalError, ValueError):

@@ -9,25 +9,21 @@ decoding and parsing, seq and id uniqueness, the hash chain, artifacts and the s
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 import zlib
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from client.snapshot import check_snapshot
 from schemas.chain import chain_head_from_digests
-from schemas.errors import TraceRejected
+from schemas.errors import SnapshotError, TraceRejected
 from schemas.events import EVENT_ADAPTER, Event
 from schemas.layout import ARTIFACT_NAME_RE, ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name, ref_hex
 from schemas.manifest import Complete, Manifest
 from schemas.settings import IngestSettings
-from schemas.types import unsafe_path_reason
 from tasks.ingest.inbox import TraceBlobs, parse_complete
 
-__all__ = ["AssembledTrace", "assemble_trace", "check_snapshot", "parse_manifest"]
-
-MAX_SNAPSHOT_MEMBERS = 100_000
+__all__ = ["AssembledTrace", "assemble_trace", "parse_manifest", "snapshot_verdict"]
 
 
 @dataclass
@@ -171,35 +167,18 @@ def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> li
 
 
 def _snapshot_problem(data: bytes, max_unpacked: int) -> str | None:
-    """Why `data` is not a safe snapshot (a gzip tar of regular files and folders with safe
-    relative names, not too large unpacked), or None."""
-    total = 0
+    """Why `data` is not a safe snapshot (client.snapshot decides, for QA and the recorder too), or None."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
-            for i, member in enumerate(tar):
-                name = member.name.removeprefix("./")
-                if i >= MAX_SNAPSHOT_MEMBERS:
-                    return f"has more than {MAX_SNAPSHOT_MEMBERS} entries"
-                if not (member.isreg() or member.isdir()):
-                    what = "a link" if member.issym() or member.islnk() else "a device or special file"
-                    return f"entry {member.name!r} is {what}; only files and folders are allowed"
-                if name in ("", ".") and member.isdir():
-                    continue
-                reason = unsafe_path_reason(name.rstrip("/"))
-                if reason:
-                    return f"entry {member.name!r} {reason}"
-                total += member.size
-                if total > max_unpacked:
-                    return f"unpacks to more than {max_unpacked} bytes"
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-        return f"is not a readable gzip tar ({exc})"
+        check_snapshot(data, max_unpacked=max_unpacked)
+    except SnapshotError as exc:
+        return str(exc)
     return None
 
 
 _SNAPSHOT_VERDICTS: dict[tuple[str, int], str | None] = {}
 
 
-def check_snapshot(tid: str, key: str, data: bytes, max_unpacked: int, *, content_hash: str | None = None) -> None:
+def snapshot_verdict(tid: str, key: str, data: bytes, max_unpacked: int, *, content_hash: str | None = None) -> None:
     """Raise `bad_snapshot` unless `data` is a safe snapshot. Sessions on one repo share a
     snapshot, and the verdict depends only on the bytes: it is kept per content hash."""
     verdict_key = (content_hash or hashlib.sha256(data).hexdigest(), max_unpacked)
@@ -282,7 +261,7 @@ def check_header(tb: TraceBlobs, settings: IngestSettings) -> Header:
         raise _reject(
             "artifact_missing", tid, MANIFEST, f"repo.snapshot references {manifest.repo.snapshot}, which is not under artifacts/"
         )
-    check_snapshot(
+    snapshot_verdict(
         tid, f"{ARTIFACTS_DIR}/{snap_hex}", artifacts[snap_hex], settings.max_snapshot_unpacked_bytes,
         content_hash=listing.artifact_map.get(snap_hex, snap_hex),  # checked against the bytes above
     )  # fmt: skip

@@ -3,6 +3,8 @@ quarantine with its reason and a message naming the trace, and the good traces a
 
 from __future__ import annotations
 
+import tarfile
+
 import polars as pl
 import pytest
 
@@ -10,7 +12,7 @@ from flows.ingest import ingest_inbox
 from lake import Lake
 from schemas.errors import QUARANTINE_REASONS
 from schemas.settings import get_ingest_settings
-from tests.support.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY
+from tests.support.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY, RawTrace, _member, _tar
 from tests.support.tracegen import objects, write_trace
 
 
@@ -37,14 +39,18 @@ def test_corpus_is_quarantined_and_good_traces_are_not_affected(storage_url, req
         build(inbox)
     write_trace(inbox, "good-one")
     write_trace(inbox, "good-two", compress=True)
+    inner_link = _tar(
+        [_member("data.txt"), _member("docs", tarfile.DIRTYPE), _member("docs/data.txt", tarfile.SYMTYPE, linkname="../data.txt")]
+    )
+    RawTrace("good-inner-link", snapshot=inner_link).write(inbox)  # a relative link inside the repo is part of protocol v1
     outside = objects(inbox.rstrip("/") + "-outside") if local else {}
 
     summary = ingest_inbox(inbox=inbox, lake=lake, grace_period_s=0)
 
-    assert sorted(summary.ingested) == ["good-one", "good-two"]
+    assert sorted(summary.ingested) == ["good-inner-link", "good-one", "good-two"]
     lk = Lake(lake)
-    assert lk.traces().select(pl.len()).collect().item() == 2
-    assert lk.events().select(pl.len()).collect().item() == 14
+    assert lk.traces().select(pl.len()).collect().item() == 3
+    assert lk.events().filter(pl.col("trace_id").is_in(["good-one", "good-two"])).select(pl.len()).collect().item() == 14
     got = {r["trace_id"]: r for r in lk.quarantine().collect().to_dicts()}
     assert len(got) == len(cases)
     for name, (_, reason) in cases.items():

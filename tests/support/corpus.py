@@ -99,6 +99,15 @@ def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buf.getvalue()
 
 
+def _two_members(first: list, second: list) -> bytes:
+    """A snapshot whose tar goes on in a second gzip member: a reader that stops at the first
+    member's end sees only `first`."""
+    import gzip
+
+    raw = gzip.decompress(_tar(first)).rstrip(b"\0")
+    return gzip.compress(raw + b"\0" * (-len(raw) % 512)) + _tar(second)
+
+
 def _member(
     name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"x", linkname: str = ""
 ) -> tuple[tarfile.TarInfo, bytes | None]:
@@ -323,6 +332,20 @@ CASES: dict[str, tuple[Callable[[str], None], str]] = {
     "snapshot-dotdot": (_with("bad-snapshot-dotdot", snapshot=_tar([_member("../../evil.py")])), "bad_snapshot"),
     "snapshot-symlink-escape": (
         _with("bad-snapshot-symlink-escape", snapshot=_tar([_member("link", tarfile.SYMTYPE, linkname="/etc/passwd")])),
+        "bad_snapshot",
+    ),
+    "snapshot-link-hidden-in-a-second-gzip-member": (
+        _with(
+            "bad-snapshot-link-hidden-in-a-second-gzip-member",
+            snapshot=_two_members([_member("a.py")], [_member("link", tarfile.SYMTYPE, linkname="/etc/shadow")]),
+        ),
+        "bad_snapshot",
+    ),
+    "snapshot-link-out-through-another-link": (
+        _with(
+            "bad-snapshot-link-out-through-another-link",
+            snapshot=_tar([_member("b", tarfile.SYMTYPE, linkname="."), _member("a", tarfile.SYMTYPE, linkname="b/..")]),
+        ),
         "bad_snapshot",
     ),
     "snapshot-hardlink": (
