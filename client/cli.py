@@ -34,6 +34,21 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one error
 InboxOpt = Annotated[
     str | None, typer.Option("--inbox", help="Inbox URL (default: $PRT_INBOX or ./data/inbox).", show_default=False)
 ]
+PythonOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The interpreter the tests run with (default: the activated virtualenv's, else python3).", show_default=False
+    ),
+]
+InstallOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--install",
+        help="A build step QA runs before every test run, e.g. 'python setup.py build_ext --inplace' (repeat for several).",
+        show_default=False,
+    ),
+]
+ImageOpt = Annotated[str | None, typer.Option(help="A sandbox image to verify in (docker back-end).", show_default=False)]
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="Lake URL (default: $PRT_LAKE or ./data/lake).", show_default=False)]
 
 
@@ -475,6 +490,12 @@ def bench(
             f"{result['seconds']} s, {parallel} at once); mean per trace: "
             + ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in result["mean_split_s"].items())
         )
+        e = result["env"]
+        summary += (
+            f"\nsessions that recorded their packages ({e['traces']}, one at a time): the environment built in "
+            f"[bold]{e['cold_build_s']} s[/bold] (download and sandboxed build; that trace's QA {e['cold_trace_s']} s), "
+            f"then found built in {e['cached_lookup_s']} s: [bold]{e['cached_trace_s']} s[/bold] of QA per trace"
+        )
     elif judge:
         n = traces or 5000
         console.print(f"scoring {n} generated sessions of {events} events with the heuristic judge …")
@@ -595,10 +616,15 @@ def record_start(
         str | None, typer.Option(help="Your participant id (default: $PRT_PARTICIPANT, else git user.email).", show_default=False)
     ] = None,
     consent: Annotated[str, typer.Option(help="yes | no | ask: agree to the collection of this session.")] = "ask",
-    test_command: Annotated[str, typer.Option(help="How verification runs the repo's tests.")] = "python -m pytest -q",
+    test_command: Annotated[
+        str, typer.Option(help="How verification runs the repo's tests: one runner invocation, no shell.")
+    ] = "python -m pytest -q",
     timeout_s: Annotated[float, typer.Option(help="Time limit for one test run in verification.")] = 300.0,
+    python: PythonOpt = None,
+    install: InstallOpt = None,
+    image: ImageOpt = None,
 ) -> None:
-    """Begin recording in this git repo: snapshot HEAD and write the manifest to the inbox."""
+    """Begin recording in this git repo: snapshot HEAD and capture the environment the tests run in."""
     rec = _recorder()
     who = _participant(participant)
     if consent == "ask":
@@ -616,15 +642,40 @@ def record_start(
         err_console.print("not recording: consent was not given")
         raise typer.Exit(1)
     target = _inbox(inbox)
-    tid = rec.start(task_id=task_id, title=title, description=description, inbox=target, participant=who,
-                    test_command=test_command, timeout_s=timeout_s)  # fmt: skip
+    tid, warnings = rec.start(task_id=task_id, title=title, description=description, inbox=target, participant=who,
+                              test_command=test_command, timeout_s=timeout_s, python=python, install=install, image=image)  # fmt: skip
+    for message in warnings:
+        err_console.print(f"prt: {escape(message)}")
+    env = rec.status()["environment"]
     console.print(f"recording [bold]{tid}[/bold] into {target}; `prt run -- CMD`, `prt note KIND TEXT`, `prt record stop`")
+    console.print(
+        f"environment: Python {env['python_version']}, {len(env.get('packages') or [])} packages"
+        + (f", build steps: {'; '.join(env['install'])}" if env.get("install") else "")
+        + " (change with `prt record set`)",
+        highlight=False,
+        markup=False,
+    )
     dirty = rec.dirty_files()
     if dirty:
         err_console.print(
             f"prt: {len(dirty)} file(s) differ from HEAD ({', '.join(dirty[:3])}{', …' if len(dirty) > 3 else ''}); "
             "they will be recorded as this session's first edits"
         )
+
+
+@record_app.command("set")
+def record_set(
+    test_command: Annotated[str | None, typer.Option(help="How verification runs the repo's tests.", show_default=False)] = None,
+    timeout_s: Annotated[float | None, typer.Option(help="Time limit for one test run.", show_default=False)] = None,
+    install: InstallOpt = None,
+    image: ImageOpt = None,
+) -> None:
+    """Change how QA will verify this session, before `prt record stop` writes its manifest."""
+    now = _recorder().set(test_command=test_command, install=install, image=image, timeout_s=timeout_s)
+    console.print(
+        f"test command: {now['qa']['test_command']}; build steps: {'; '.join(now['environment'].get('install') or []) or 'none'}",
+        markup=False,
+    )
 
 
 @record_app.command("stop")

@@ -38,8 +38,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
-import gzip
-import io
 import json
 import os
 import platform
@@ -48,7 +46,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -59,13 +56,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from client.snapshot import snapshot_git
+from pydantic import ValidationError
+
+from client.environment import capture_environment, default_install, dependency_files, find_python, interpreter_of
+from client.snapshot import iter_snapshot, link_reason, snapshot_git
 from client.storage import fs_for, join
 from client.testruns.harness import HARNESS_DIR
 from client.testruns.reports import parse_report
 from client.testruns.runners import RUNNERS, Runner, parse_test_command
 from client.writer import TraceWriter, WriterState
 from schemas.errors import InvalidInput, RecorderError, ReportError, UnsupportedTestCommand
+from schemas.manifest import Manifest
 from schemas.types import TRACE_ID_RE
 from schemas.version import CODE_VERSION
 
@@ -85,6 +86,13 @@ class Captured:
     stderr: str
 
 
+def _check_test_command(command: str) -> None:
+    try:
+        parse_test_command(command)
+    except UnsupportedTestCommand as exc:
+        raise RecorderError(f"--test-command: {exc}") from None
+
+
 def test_runner(argv: list[str]) -> type[Runner] | None:
     """The test framework `argv` runs, if `prt run` records it as a test run (client/testruns/runners.py):
     `pytest`, `py.test`, `python -m pytest`, `python -m unittest [discover] ...`."""
@@ -98,7 +106,10 @@ def _with_reporter(argv: list[str], runner: type[Runner], env: dict[str, str], r
     if runner.name == "pytest":
         env["PYTEST_ADDOPTS"] = f"{env.get('PYTEST_ADDOPTS', '')} -p prt_pytest".strip()
         return argv
-    return runner.qa_argv(argv)
+    wrapped = runner.qa_argv(argv)
+    # A wrapper that QA runs with the sandbox's python3 runs here with this interpreter: it only
+    # watches the developer's own command (go test), in the developer's environment.
+    return [sys.executable, *wrapped[1:]] if wrapped[0] == "python3" else wrapped
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -189,6 +200,7 @@ class Recorder:
             resume=WriterState.model_validate(session["writer"]),
             chunk_max_events=1 << 30,
             chunk_max_bytes=1 << 62,
+            manifest_at_close=True,
         )
 
     def _finish(self, session: dict[str, Any]) -> None:
@@ -284,12 +296,15 @@ class Recorder:
         description: str = "",
         test_command: str = "python -m pytest -q",
         timeout_s: float = 300.0,
-    ) -> str:
-        """Snapshot HEAD, write the manifest to the inbox and begin recording. Returns the trace id."""
-        try:
-            parse_test_command(test_command)
-        except UnsupportedTestCommand as exc:
-            raise RecorderError(f"--test-command: {exc}") from None
+        python: str | None = None,
+        install: list[str] | None = None,
+        image: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """Snapshot HEAD, capture the environment and begin recording: (trace id, warnings).
+
+        The snapshot goes to the inbox now; the manifest stays here until `stop`, so the test
+        command, build steps and image can still change (`set`)."""
+        _check_test_command(test_command)
         with self._locked():
             if self.active:
                 tid = self._load()["manifest"]["trace_id"]
@@ -300,31 +315,97 @@ class Recorder:
                 raise RecorderError(
                     f"{self.repo} has no commit yet; commit the starting state first (the recorder snapshots HEAD)"
                 ) from None
+            self._refuse_escaping_links(head)
             snapshot = snapshot_git(self.repo, head)
             origin = subprocess.run(
                 ["git", "-C", str(self.repo), "remote", "get-url", "origin"], capture_output=True, text=True
             ).stdout.strip()
+            env, warnings = capture_environment(self.repo, python)
+            interpreter = os.path.abspath(find_python(python))  # not resolved: a virtualenv's python is a link to its base
+            tracked = _git(self.repo, "ls-files", "-z").split("\0")
+            built = _git(self.repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", "*.so", "*.pyd")
             tid = _trace_id(task_id)
             manifest = {
                 "trace_id": tid,
                 "session": {"participant_id": participant, "consent": True},
                 "task": {"id": task_id, "title": title, "description": description},
                 "repo": {"origin": origin or self.repo.name, "start_commit": head},
-                "environment": {"os": platform.system().lower() or "unknown", "python_version": platform.python_version()},
+                "environment": {
+                    "os": platform.system().lower() or "unknown",
+                    **env,
+                    "install": default_install(self.repo, built.split("\0")) if install is None else install,
+                    "dependency_files": dependency_files([f for f in tracked if f]),
+                    **({"image": image} if image else {}),
+                },
                 "qa": {"test_command": test_command, "timeout_s": timeout_s},
                 "client": {"name": "prt-recorder", "version": CODE_VERSION},
                 "started_at": datetime.now(UTC).isoformat(),
             }
-            w = TraceWriter(inbox, manifest, snapshot=snapshot)
-            w.open()
+            w = TraceWriter(inbox, manifest, snapshot=snapshot, manifest_at_close=True)
+            w.artifact(snapshot)  # the manifest waits for stop
             shutil.rmtree(self.shadow, ignore_errors=True)
             self.shadow.mkdir(parents=True)
             self._unpack(snapshot)
-            session = {"inbox": inbox, "manifest": w.manifest.model_dump(mode="json", exclude_none=True), "repo": str(self.repo)}
+            session = {
+                "inbox": inbox,
+                "manifest": w.manifest.model_dump(mode="json", exclude_none=True),
+                "repo": str(self.repo),
+                "python": interpreter,
+                "python_given": python is not None,
+            }
             session["writer"] = w.state(flush=False).model_dump()
             self._save("index.json", {})
             self._save("session.json", session)
-            return tid
+            return tid, warnings
+
+    def set(
+        self,
+        *,
+        test_command: str | None = None,
+        install: list[str] | None = None,
+        image: str | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Change what QA will do with this session before `stop` writes the manifest; returns the
+        manifest's qa and environment parts as they are now."""
+        if test_command is not None:
+            _check_test_command(test_command)
+        with self._locked():
+            session = self._load()
+            manifest = dict(session["manifest"])
+            qa, environment = dict(manifest["qa"]), dict(manifest["environment"])
+            if test_command is not None:
+                qa["test_command"] = test_command
+            if timeout_s is not None:
+                qa["timeout_s"] = timeout_s
+            if install is not None:
+                environment["install"] = install
+            if image is not None:
+                environment["image"] = image
+            manifest.update(qa=qa, environment=environment)
+            try:
+                checked = Manifest.model_validate(manifest)
+            except ValidationError as exc:
+                raise RecorderError(f"prt record set: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            session["manifest"] = checked.model_dump(mode="json", exclude_none=True)
+            self._save("session.json", session)
+            return {"qa": session["manifest"]["qa"], "environment": session["manifest"]["environment"]}
+
+    def _refuse_escaping_links(self, commit: str) -> None:
+        """Symbolic links are part of a snapshot only when relative and inside the repo (protocol v1)."""
+        listing = _git(self.repo, "ls-tree", "-r", "-z", commit)
+        for entry in listing.split("\0"):
+            if not entry.startswith("120000 "):
+                continue
+            meta, _, path = entry.partition("\t")
+            target = _git(self.repo, "cat-file", "blob", meta.split()[2])
+            reason = link_reason(path, target)
+            if reason:
+                raise RecorderError(
+                    f"{path} is a symbolic link to {target!r}, which {reason}; a snapshot may only hold relative links "
+                    "that stay inside the repo. Replace it with the file, or commit a relative link, then start again",
+                    repo=str(self.repo),
+                )
 
     def dirty_files(self) -> list[str]:
         """Files that differ from HEAD (modified, new, deleted): the next command records them as edits."""
@@ -341,13 +422,12 @@ class Recorder:
         return sorted(paths)
 
     def _unpack(self, snapshot: bytes) -> None:
-        """The snapshot's regular files into the shadow (git archive wrote it: no links to follow)."""
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(snapshot)), mode="r:") as tar:
-            for member in tar.getmembers():
-                if member.isreg() and not member.name.startswith(("/", "../")) and "/../" not in member.name:
-                    target = self.shadow / member.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(tar.extractfile(member).read())
+        """The snapshot's regular files into the shadow (links are not diffed: edits are recorded on files)."""
+        for entry in iter_snapshot(snapshot, max_unpacked=2**62):
+            if entry.kind == "file":
+                target = self.shadow / entry.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(entry.data)
 
     def run(self, argv: list[str], *, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
         """Run `argv` as the developer would (live output, same exit code) and record it."""
@@ -360,6 +440,8 @@ class Recorder:
         command = shlex.join(argv)
         env = dict(os.environ)
         runner = test_runner(argv)
+        if runner is not None:
+            self._follow_interpreter(argv)
         report_dir = Path(tempfile.mkdtemp(prefix="prt-report-")) if runner else None
         run_argv = _with_reporter(argv, runner, env, report_dir) if runner and report_dir else argv
         try:
@@ -378,6 +460,29 @@ class Recorder:
                 shutil.rmtree(report_dir, ignore_errors=True)
         return result.exit_code
 
+    def _follow_interpreter(self, argv: list[str]) -> None:
+        """The tests run with another Python than the one the environment came from: capture it
+        from this one (the session's manifest is written at stop), unless --python said which."""
+        used = interpreter_of(argv)
+        if used is None:
+            return
+        used = os.path.abspath(used)
+        with self._locked():
+            session = self._load()
+            if session.get("python_given") or session.get("python") == used:
+                return
+            env, warnings = capture_environment(self.repo, used)
+            manifest = dict(session["manifest"])
+            manifest["environment"] = {**manifest["environment"], **env}
+            session.update(manifest=manifest, python=used)
+            self._save("session.json", session)
+        print(
+            f"prt: the tests run with {used}; the environment is now captured from it ({len(env['packages'])} packages)",
+            file=sys.stderr,
+        )
+        for message in warnings:
+            print(f"prt: {message}", file=sys.stderr)
+
     def _record_test_run(self, w: TraceWriter, framework: str, command: str, result: Captured, report_dir: Path) -> bool:
         """A test_run from the reporter's results; False (record a cmd_run instead) when it wrote none."""
         mains = sorted(report_dir.glob("main-*.xml"))
@@ -388,16 +493,17 @@ class Recorder:
         except ReportError:
             return False
         statuses = list(report.tests.values())
-        uncollected = [e.split(": ", 1)[0] for e in report.collection_errors]
         w.test_run(
             framework,
             command,
             passed=statuses.count("passed"),
             failed=statuses.count("failed"),
-            errors=statuses.count("error") + len(uncollected),
+            # A file that did not import counts as an error, but is no failing test: QA would take it
+            # for one the session meant to fix (often it is a dependency the developer lacks too).
+            errors=statuses.count("error") + len(report.collection_errors),
             skipped=statuses.count("skipped"),
             duration_s=round(result.duration_s, 3),
-            failing_tests=sorted({*(t for t, s in report.tests.items() if s in ("failed", "error")), *uncollected}),
+            failing_tests=sorted(t for t, s in report.tests.items() if s in ("failed", "error")),
         )
         return True
 
@@ -441,6 +547,8 @@ class Recorder:
     def status(self) -> dict[str, Any]:
         session = self._load()
         return {
+            "environment": session["manifest"]["environment"],
+            "test_command": session["manifest"]["qa"]["test_command"],
             "trace_id": session["manifest"]["trace_id"],
             "inbox": session["inbox"],
             "events": session["writer"]["next_seq"],

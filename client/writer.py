@@ -73,6 +73,7 @@ class TraceWriter:
         storage_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         resume: WriterState | None = None,
+        manifest_at_close: bool = False,
     ):
         self.manifest = self._manifest(manifest, snapshot)
         self.trace_id = self.manifest.trace_id
@@ -88,6 +89,9 @@ class TraceWriter:
             fs, root = fs_for(inbox, storage_options)
             self._put = lambda key, data: put_immutable(fs, join(root, key), data)
         self._snapshot = snapshot
+        self._manifest_at_close = manifest_at_close
+        """Write manifest.json at close, not before the first event: the recorder's manifest may change
+        until the session stops (chunks may come before the manifest in protocol v1)."""
         self._chunk_max_events = chunk_max_events
         self._chunk_max_bytes = chunk_max_bytes
         self._compress = compress
@@ -264,7 +268,8 @@ class TraceWriter:
         line = event.model_dump_json(exclude_unset=True).encode("utf-8")
         if len(line) > self._max_line:
             raise InvalidInput(event_type, f"the event is {len(line)} bytes, over the {self._max_line}-byte line limit")
-        self.open()
+        if not self._manifest_at_close:
+            self.open()
         self._chain = chain_step(self._chain, hashlib.sha256(line).digest())
         self._seq += 1
         self._buffer.append(line)

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from schemas.types import MAX_TS_S, MIN_TS_S, ArtifactRef, Sha256Hex, TraceId
 
-__all__ = ["ClientInfo", "Complete", "Environment", "Manifest", "QaSpec", "RepoInfo", "Session", "TaskInfo"]
+__all__ = ["ClientInfo", "Complete", "Environment", "Manifest", "Package", "QaSpec", "RepoInfo", "Session", "TaskInfo"]
 
 TRACE_VERSION = "1.0"
 
@@ -57,16 +57,40 @@ class RepoInfo(_Model):
     """`sha256:<hex>` of the gzip tar of the repo at start_commit (paths relative to the root)."""
 
 
+_Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class Package(_Model):
+    """One installed distribution of the environment the session ran in."""
+
+    name: _Name
+    version: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")]
+    editable: bool = False
+    """An editable install of the repo itself: QA installs it from the snapshot, not from the index."""
+    path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """For an editable install: the folder it was installed from, relative to the repo root (`.`, `src/..`)."""
+
+
 class Environment(_Model):
     os: _Short
     python_version: _Short
+    """The interpreter the session's tests ran with, e.g. 3.11.7; QA picks the nearest it has."""
     image: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")] | None = None
     """Sandbox image to verify this trace in; the pipeline's default image when absent."""
+    packages: Annotated[list[Package], Field(max_length=5000)] | None = None
+    """The installed distributions (a lock): QA builds an environment with exactly these. None: unknown
+    (QA runs in the stock image, as before)."""
+    install: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(max_length=20)] | None = None
+    """Build steps run from the repo root before every test run (e.g. `python setup.py build_ext
+    --inplace`), in the sandbox, without network."""
+    dependency_files: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(max_length=100)] | None = None
+    """The repo's own files that declare its dependencies (requirements*.txt, pyproject.toml, ...)."""
 
 
 class QaSpec(_Model):
     test_command: Annotated[str, Field(min_length=1, max_length=4096)]
-    """Shell command that runs the tests from the repo root, e.g. `python -m pytest -q`."""
+    """The test runner invocation, run from the repo root, e.g. `python -m pytest -q` (QA runs it
+    without a shell: client/testruns/runners.py lists the runners it knows)."""
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
     """Wall-clock limit for one test run; the sandbox is killed when it runs out."""
 

@@ -21,6 +21,9 @@ def _f(name: str, type_: pa.DataType, description: str, *, nullable: bool = True
 _STR, _I32, _I64, _F64, _BOOL, _DATE = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_(), pa.date32()
 _TS = pa.timestamp("us", tz="UTC")
 _STRS = pa.list_(pa.string())
+_PACKAGES = pa.list_(
+    pa.struct([("name", pa.string()), ("version", pa.string()), ("editable", pa.bool_()), ("path", pa.string())])
+)
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,9 @@ TRACES = TableSpec(
             _f("start_commit", _STR, "Commit the session started from."),
             _f("snapshot_ref", _STR, "sha256:<hex> of the repo snapshot; the blob is at <lake>/artifacts/<hex>."),
             _f("env_os", _STR, "Client operating system."),
-            _f("env_python", _STR, "Client Python version."),
+            _f("env_python", _STR, "The Python the session's tests ran with, e.g. 3.11.7."),
             _f("env_image", _STR, "Sandbox image named by the manifest, if any."),
-            _f("test_command", _STR, "Command that runs the repo's tests from its root."),
+            _f("test_command", _STR, "The test runner invocation, run from the repo root (redacted)."),
             _f("test_timeout_s", _F64, "Wall-clock limit of one test run in QA."),
             _f("client_name", _STR, "Producer that wrote the trace."),
             _f("client_version", _STR, "Producer version."),
@@ -80,6 +83,13 @@ TRACES = TableSpec(
             _f("chain_head", _STR, "Hash-chain head over the original event lines; re-checkable from events.line_sha256."),
             _f("redaction_count", _I32, "Secrets redacted from this trace's events and manifest."),
             _f("manifest_extra", _STR, "Unknown manifest fields, as JSON (null when none)."),
+            _f(
+                "env_packages",
+                _PACKAGES,
+                "The installed distributions the session ran with (name, version, editable install of the repo and its path); null when the client did not say.",
+            ),
+            _f("env_install", _STRS, "Build steps run from the repo root before every test run in QA (redacted)."),
+            _f("env_dependency_files", _STRS, "The repo's files that declare its dependencies."),
             _f("ingested_at", _TS, "When the batch that ingested the trace started."),
             *_provenance("ingest_date", "Partition: UTC date of ingest."),
             _f("parser_version", _STR, "Version of the trace parser and validation rules."),
@@ -276,6 +286,17 @@ QA_RUNS = TableSpec(
                 _STR,
                 "Git tree id of the snapshot's files: compare with `git rev-parse <start_commit>^{tree}` in the public repo.",
             ),
+            _f("scope", _STR, "targeted (only the tests the session targeted ran) or full (the whole suite): PRT_QA_SCOPE."),
+            _f(
+                "run_command",
+                _STR,
+                "The runner invocation QA ran: the test command, narrowed to the targets when the scope is targeted.",
+            ),
+            _f("env_python", _STR, "Python X.Y the tests ran with: the base nearest to the session's."),
+            _f("env_id", _STR, "The environment built from the trace's recorded packages (null: the base as it is)."),
+            _f("env_cached", _BOOL, "The environment was already built (by an earlier trace with the same spec)."),
+            _f("env_build_s", _F64, "Seconds to get the environment: download and build, or the cache lookup."),
+            _f("env_log_ref", _STR, "sha256:<hex> of the environment build's log (downloads and the sandboxed build)."),
             _f("grader_version", _STR, "Version of the grading rules that gave the verdict (tasks/qa/grade.py)."),
             _f("graded_at", _TS, "When the verdict was given; the latest one is the trace's verdict."),
             _f(

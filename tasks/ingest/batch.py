@@ -60,7 +60,8 @@ __all__ = [
 ]
 
 TEXT_COLUMNS = ("command", "stdout", "stderr", "diff_unified", "message", "text")
-TRACE_TEXT_COLUMNS = ("task_title", "task_description", "repo_origin")
+TRACE_TEXT_COLUMNS = ("task_title", "task_description", "repo_origin", "test_command")
+TRACE_LIST_COLUMNS = ("env_install",)
 
 
 @dataclass
@@ -348,10 +349,13 @@ def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
     events = _redact_extra(redact_columns(events, TEXT_COLUMNS, list_columns=("failing_tests",)), "extra")
     events = events.with_columns(redactions=redaction_records(events, (*TEXT_COLUMNS, "failing_tests", "extra")))
 
-    traces = _redact_extra(redact_columns(traces_frame(prep.accepted, stamp, key), TRACE_TEXT_COLUMNS), "manifest_extra")
+    traces = traces_frame(prep.accepted, stamp, key)
+    traces = _redact_extra(redact_columns(traces, TRACE_TEXT_COLUMNS, list_columns=TRACE_LIST_COLUMNS), "manifest_extra")
     in_events = events.group_by("trace_id").agg(n=pl.col("redactions").list.len().fill_null(0).sum())
     traces = (
-        traces.with_columns(own=redaction_records(traces, (*TRACE_TEXT_COLUMNS, "manifest_extra")).list.len().fill_null(0))
+        traces.with_columns(
+            own=redaction_records(traces, (*TRACE_TEXT_COLUMNS, *TRACE_LIST_COLUMNS, "manifest_extra")).list.len().fill_null(0)
+        )
         .join(in_events, on="trace_id", how="left")
         .with_columns(redaction_count=(pl.col("own") + pl.col("n").fill_null(0)).cast(pl.Int32))
         .select(TRACES.columns)

@@ -49,7 +49,16 @@ def prt(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Com
 
 @pytest.fixture
 def env(cli_env, tmp_path) -> dict:
-    return {**cli_env, "PRT_PARTICIPANT": "dev-alice", "PRT_INBOX": str(tmp_path / "inbox"), "PRT_LAKE": str(tmp_path / "lake")}
+    # These sessions run their tests with this test suite's own interpreter, whose environment is
+    # the whole pipeline: QA verifies them in the base image. Environments have tests of their own
+    # (test_the_environment_travels_with_the_trace_and_qa_builds_it, tests/tasks/qa/test_environments.py).
+    return {
+        **cli_env,
+        "PRT_PARTICIPANT": "dev-alice",
+        "PRT_INBOX": str(tmp_path / "inbox"),
+        "PRT_LAKE": str(tmp_path / "lake"),
+        "PRT_QA_ENVIRONMENTS": "false",
+    }
 
 
 def _events(inbox: str, trace_id: str) -> list[dict]:
@@ -273,3 +282,78 @@ def test_unittest_runs_are_test_runs_with_class_qualified_ids_and_verify(tmp_pat
     qa = Lake(env["PRT_LAKE"]).qa_runs().filter(pl.col("trace_id") == trace_id).collect().row(0, named=True)
     assert (qa["verdict"], qa["framework"], qa["fail_to_pass"]) == ("verified", "unittest", ["tests.test_calc.TestAdd.test_add"])
     assert qa["targeted"] == ["tests.test_calc.TestAdd.test_add", "tests.test_calc.TestAdd.test_zero"]
+
+
+@pytest.fixture(scope="module")
+def dev_venv(tmp_path_factory) -> Path:
+    """A developer's virtualenv with the repo's dependency and pytest, from the package index."""
+    import venv
+
+    root = tmp_path_factory.mktemp("dev-venv")
+    venv.create(root, with_pip=True)
+    subprocess.run(
+        [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "six==1.16.0", "pytest==8.3.4"], check=True, timeout=600
+    )
+    return root
+
+
+SIX_REPO = {
+    "lib.py": "import six\n\n\ndef is_text(x):\n    return isinstance(x, six.binary_type)\n",
+    "tests/test_lib.py": "from lib import is_text\n\n\ndef test_text():\n    assert is_text('a')\n",
+}
+
+
+def test_the_environment_travels_with_the_trace_and_qa_builds_it(tmp_path, env, dev_venv):
+    repo = tmp_path / "six-repo"
+    for path, text in SIX_REPO.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.org", "add", "-A")
+    _git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.org", "commit", "-q", "-m", "start")
+    active = {**env, "VIRTUAL_ENV": str(dev_venv), "PATH": f"{dev_venv}/bin:{env['PATH']}"}  # an activated virtualenv
+    env = {**env, "PRT_QA_ENVIRONMENTS": "true"}
+    started = prt(repo, active, "record", "start", "--task-id", "ENV-1", "--title", "is_text is wrong", "--consent", "yes")
+    trace_id = started.stdout.split("recording ")[1].split()[0]
+    assert "manifest.json" not in objects(env["PRT_INBOX"], trace_id)  # written at stop: it may still change
+    prt(repo, active, "run", "--", "python", "-m", "pytest", "-q", check=False)
+    (repo / "lib.py").write_text(SIX_REPO["lib.py"].replace("binary_type", "text_type"))
+    prt(repo, active, "run", "--", "python", "-m", "pytest", "-q")
+    changed = prt(repo, active, "record", "set", "--test-command", "python -m pytest -q tests")
+    assert "python -m pytest -q tests" in changed.stdout
+    prt(repo, active, "record", "stop")
+
+    manifest = json.loads(objects(env["PRT_INBOX"], trace_id)["manifest.json"])
+    packages = {p["name"].lower(): p["version"] for p in manifest["environment"]["packages"]}
+    assert packages["six"] == "1.16.0" and packages["pytest"] == "8.3.4"
+    assert (
+        manifest["environment"]["python_version"].startswith("3.11")
+        and manifest["qa"]["test_command"] == "python -m pytest -q tests"
+    )
+
+    sandbox_or_skip("namespace", get_sandbox_settings())
+    prt(repo, env, "process", "--sandbox", "namespace")
+    qa = Lake(env["PRT_LAKE"]).qa_runs().filter(pl.col("trace_id") == trace_id).collect().row(0, named=True)
+    assert (qa["verdict"], qa["env_python"]) == ("verified", "3.11"), qa["verdict_reason"]
+    assert qa["env_id"].startswith("env-") and qa["fail_to_pass"] == ["tests/test_lib.py::test_text"]
+
+
+def test_a_link_that_leaves_the_repo_is_refused_at_start(repo, env):
+    (repo / "secrets").symlink_to("/etc/shadow")
+    _git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.org", "add", "secrets")
+    _git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.org", "commit", "-q", "-m", "a link")
+    refused = prt(repo, env, "record", "start", "--task-id", "T", "--title", "t", "--consent", "yes", check=False)
+    assert refused.returncode == 2 and "secrets is a symbolic link to '/etc/shadow', which is absolute" in refused.stderr
+    assert not (repo / ".git" / "prt" / "session.json").exists()
+
+
+def test_the_environment_follows_the_interpreter_the_tests_run_with(repo, env, dev_venv):
+    """No virtualenv active, python3 on PATH is not what runs the tests: the first test run's interpreter is."""
+    started = prt(repo, env, "record", "start", "--task-id", "T", "--title", "t", "--consent", "yes")
+    trace_id = started.stdout.split("recording ")[1].split()[0]
+    ran = prt(repo, env, "run", "--", str(dev_venv / "bin" / "python"), "-m", "pytest", "-q", check=False)
+    assert f"the tests run with {dev_venv}/bin/python" in ran.stderr
+    prt(repo, env, "record", "stop")
+    manifest = json.loads(objects(env["PRT_INBOX"], trace_id)["manifest.json"])
+    assert {p["name"].lower() for p in manifest["environment"]["packages"]} >= {"six", "pytest"}
+    assert len(manifest["environment"]["packages"]) < 20  # the virtualenv's, not the host's
