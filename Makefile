@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install sandbox demo test lint docs bench-docs examples image lock clean deploy
+.PHONY: install sandbox demo test lint docs bench-docs examples image base-trixie lock clean deploy
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ examples: install
 
 image:
 	PRT_REBUILD_IMAGE=1 docker/build-offline.sh
+
+# Another base for QA environments: Debian trixie (Python 3.13); bullseye gives 3.9 the same way.
+base-trixie:
+	PRT_DEBIAN_SUITE=trixie docker/build-offline.sh
 
 # Register the deployments of prefect.yaml with the Prefect server at $PREFECT_API_URL.
 deploy: install

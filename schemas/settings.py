@@ -16,10 +16,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "IngestSettings",
     "JudgeSettings",
+    "QaSettings",
     "SandboxSettings",
     "Settings",
     "get_ingest_settings",
     "get_judge_settings",
+    "get_qa_settings",
     "get_sandbox_settings",
     "get_settings",
 ]
@@ -93,6 +95,22 @@ class SandboxSettings(BaseSettings):
     )
 
 
+class QaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRT_QA_", extra="ignore", frozen=True)
+
+    scope: Literal["targeted", "full"] = Field(
+        "targeted",
+        description="targeted: run the tests the session touched or ran (its test files, the tests its test runs named or "
+        "saw fail) before and after; full: the whole suite, every passing test a PASS_TO_PASS. A session with no targets runs in full.",
+    )
+    environments: bool = Field(
+        True,
+        description="Build the environment a trace recorded (its Python and packages) and run its tests there; off: the "
+        "base image as it is.",
+    )
+    env_timeout_s: float = Field(900, gt=0, description="Time limit for downloading and building one environment.")
+
+
 class JudgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRT_JUDGE_", extra="ignore", frozen=True, populate_by_name=True)
 
@@ -141,6 +159,11 @@ def get_ingest_settings() -> IngestSettings:
 @lru_cache(maxsize=1)
 def get_sandbox_settings() -> SandboxSettings:
     return SandboxSettings()
+
+
+@lru_cache(maxsize=1)
+def get_qa_settings() -> QaSettings:
+    return QaSettings()
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from lake.frames import polars_schema, to_arrow
 from lake.read import Lake
 from lake.tables import LakeTables
 from schemas.errors import UnsupportedTestCommand
+from schemas.settings import get_qa_settings
 from schemas.tables import QA_RUNS
 from tasks.qa.sandbox import Sandbox
 from tasks.qa.verify import QaInput, QaOutcome, qa_id, verify_trace
@@ -32,13 +33,16 @@ __all__ = ["QaSummary", "load_qa_inputs", "pending_inputs", "run_verification", 
 
 def load_qa_inputs(lake: Lake, trace_ids: list[str] | None = None, *, only_unverified: bool = True) -> list[QaInput]:
     """Inputs for the given traces (default: every trace without any QA run yet), in trace_id order."""
-    traces = lake.traces().select("trace_id", "snapshot_ref", "test_command", "test_timeout_s", "env_image")
+    traces = lake.traces().select(
+        "trace_id", "snapshot_ref", "test_command", "test_timeout_s", "env_image", "env_python", "env_packages", "env_install"
+    )
     if trace_ids:
         traces = traces.filter(pl.col("trace_id").is_in(trace_ids))
     elif only_unverified:
         done = lake.table("qa_runs").select("trace_id").unique()
         traces = traces.join(done, on="trace_id", how="anti")
     traces_df = traces.collect().sort("trace_id")
+    scope = get_qa_settings().scope
     ids = traces_df["trace_id"].to_list()
     if not ids:
         return []
@@ -69,6 +73,12 @@ def load_qa_inputs(lake: Lake, trace_ids: list[str] | None = None, *, only_unver
             r["env_image"],
             tuple(by_trace.get(r["trace_id"], ())),
             tuple(sorted(targets.get(r["trace_id"], ()))),
+            r["env_python"],
+            None
+            if r["env_packages"] is None
+            else tuple((p["name"], p["version"], bool(p["editable"]), p["path"]) for p in r["env_packages"]),
+            tuple(r["env_install"] or ()),
+            scope,
         )
         for r in traces_df.iter_rows(named=True)
     ]

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import configparser
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
-import tarfile
 import tempfile
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -38,12 +37,14 @@ from xml.etree import ElementTree as ET  # writing only: what is read goes throu
 from defusedxml import ElementTree
 
 from client.diffs import EditSpec, replay_edits
+from client.snapshot import extract_snapshot
 from client.testruns.harness import HARNESS_DIR
 from client.testruns.reports import RunReport, counts, merge_reports, parse_report
 from client.testruns.runners import LIB_MOUNT, OUT_MOUNT, TestCommand, parse_test_command
 from schemas.errors import ReplayError, ReportError, UnsupportedTestCommand
-from schemas.types import unsafe_path_reason
+from schemas.settings import get_ingest_settings, get_qa_settings
 from schemas.version import CODE_VERSION
+from tasks.qa.env import ENV_MOUNT, EnvCache, env_spec, nearest_python
 from tasks.qa.grade import GRADER_VERSION, flaky_tests, grade
 from tasks.qa.sandbox import Mount, RunResult, RunSpec, Sandbox
 
@@ -61,7 +62,7 @@ __all__ = [
 
 RUNNER_VERSION = "2"
 """Bump when the procedure changes (workspace layout, runner options): every trace re-verifies."""
-_TEST_FILE = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
+_TEST_FILE = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$|[^/]*_test\.go$|testdata/)")
 _REPORT_NAME = re.compile(r"(main|worker)-[0-9a-f]{16}\.xml")
 _CONFIG_SECTIONS = {"tox.ini": "pytest", "setup.cfg": "tool:pytest"}
 
@@ -76,6 +77,14 @@ class QaInput:
     edits: tuple[EditSpec, ...]
     targets: tuple[str, ...] = ()
     """What the session targeted: its test runs' named and failing tests (tasks/qa/store.py adds its test files)."""
+    python: str | None = None
+    """The Python the session ran with (manifest environment.python_version)."""
+    packages: tuple[tuple[str, str, bool, str | None], ...] | None = None
+    """(name, version, editable, path) of every installed distribution; None: not recorded."""
+    install: tuple[str, ...] = ()
+    """Build steps run from the repo root before every test run."""
+    scope: str = "full"
+    """targeted (the session's targets only) or full (the whole suite)."""
 
 
 @dataclass
@@ -131,8 +140,12 @@ def changed_test_config(originals: dict[str, bytes], final: dict[str, bytes]) ->
 
 def session_targets(inp: QaInput, command: TestCommand) -> set[str]:
     """What the session targeted: the tests its test runs named or saw fail, the tests the QA command
-    names, and its own test files (edited or added)."""
-    return {*inp.targets, *command.named_tests(), *(e.file_path for e in inp.edits if is_test_file(e.file_path))}
+    names, and its own test files (edited or added). A file under the folder the runner's ids are
+    relative to (unittest's discovery folder) is named both ways."""
+    found = {*inp.targets, *command.named_tests(), *(e.file_path for e in inp.edits if is_test_file(e.file_path))}
+    for root in command.id_roots():
+        found |= {t[len(root) + 1 :] for t in found if t.startswith(root + "/")}
+    return found
 
 
 def qa_id(inp: QaInput, backend_version: str, image_id: str) -> str:
@@ -147,6 +160,11 @@ def qa_id(inp: QaInput, backend_version: str, image_id: str) -> str:
         "timeout_s": inp.timeout_s,
         "backend": backend_version,
         "runner": RUNNER_VERSION,
+        "python": inp.python,
+        "packages": inp.packages,
+        "install": inp.install,
+        "scope": inp.scope,
+        "targets": sorted(inp.targets) if inp.scope == "targeted" else None,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -180,7 +198,7 @@ def snapshot_tree_id(root: Path) -> str:
 
 
 def _snapshot_dir(snapshot: bytes, workdir: Path) -> Path:
-    """The snapshot extracted once per content (host side, files only), reused by every run."""
+    """The snapshot extracted once per content (host side, by the reader ingest checked it with), reused by every run."""
     digest = hashlib.sha256(snapshot).hexdigest()
     cache = workdir / "prt-snapshots"
     target = cache / digest
@@ -188,16 +206,11 @@ def _snapshot_dir(snapshot: bytes, workdir: Path) -> Path:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache))
-    with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:gz") as tar:
-        members = []
-        for m in tar.getmembers():
-            name = m.name.removeprefix("./").rstrip("/")
-            if not name or (m.isdir() and name == "."):
-                continue
-            if not (m.isreg() or m.isdir()) or unsafe_path_reason(name):
-                raise ValueError(f"snapshot entry {m.name!r} is not a safe file")  # ingest already refused these
-            members.append(m)
-        tar.extractall(tmp, members=members, filter="data")
+    try:
+        extract_snapshot(snapshot, tmp, max_unpacked=get_ingest_settings().max_snapshot_unpacked_bytes)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.rename(tmp, target)
     except OSError:  # another run extracted it meanwhile
@@ -215,7 +228,7 @@ def _read_originals(base: Path, paths: set[str]) -> dict[str, bytes]:
 
 
 def _workspace_from(ws: Path, base: Path, overlay: dict[str, bytes]) -> None:
-    shutil.copytree(base, ws, dirs_exist_ok=True, symlinks=False)
+    shutil.copytree(base, ws, dirs_exist_ok=True, symlinks=True)  # links stay links: each resolves inside
     for path, data in overlay.items():
         target = ws / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -255,14 +268,45 @@ def _read_results(out: Path, exit_code: int | None) -> tuple[RunReport, bytes]:
     return merge_reports(main, workers), ET.tostring(merged, encoding="utf-8")
 
 
-def _run_tests(sandbox: Sandbox, base: Path, overlay: dict[str, bytes], inp: QaInput, command: TestCommand) -> _Run:
-    """One sandboxed run of the test runner over base+overlay."""
+@dataclass(frozen=True)
+class _Setting:
+    """Where a run happens: the base, the built environment (mounted read-only), the build steps."""
+
+    base: str | None = None
+    env_dir: Path | None = None
+    install: tuple[str, ...] = ()
+
+    def mounts(self) -> tuple[Mount, ...]:
+        return (Mount(self.env_dir, ENV_MOUNT),) if self.env_dir else ()
+
+    def variables(self) -> dict[str, str]:
+        base = {"PYTHONDONTWRITEBYTECODE": "1", "CI": "1"}
+        if self.env_dir:
+            base.update(PATH=f"{ENV_MOUNT}/bin:/usr/local/bin:/usr/bin:/bin", VIRTUAL_ENV=ENV_MOUNT)
+        return base
+
+
+def _run_tests(
+    sandbox: Sandbox, base: Path, overlay: dict[str, bytes], inp: QaInput, command: TestCommand, where: _Setting
+) -> _Run:
+    """One sandboxed run of the test runner over base+overlay, after the build steps (a sandbox run
+    of their own, which cannot reach the results folder)."""
     with sandbox.workspace() as ws, sandbox.workspace() as out:
         _workspace_from(ws, base, overlay)
         sandbox.prepare_workspace(ws)
-        env = {**command.sandbox_env(), "PYTHONDONTWRITEBYTECODE": "1", "CI": "1"}
-        mounts = (Mount(sandbox.shared_copy(HARNESS_DIR), LIB_MOUNT), Mount(out, OUT_MOUNT, read_only=False))
-        result = sandbox.run(RunSpec(ws, command.sandbox_command(), inp.timeout_s, env=env, image=inp.image, mounts=mounts))
+        if where.install:
+            script = "set -e\n" + "\n".join(where.install)
+            built = sandbox.run(
+                RunSpec(ws, script, inp.timeout_s, env=where.variables(), image=inp.image, mounts=where.mounts(), base=where.base)
+            )
+            if built.error or built.timed_out or built.exit_code != 0:
+                why = built.error or ("timed out" if built.timed_out else f"exited {built.exit_code}")
+                return _Run(built, error=f"the build steps failed ({why}): {_last_words(built)}")
+        env = {**command.sandbox_env(), **where.variables()}
+        env["PYTHONPATH"] = command.sandbox_env()["PYTHONPATH"]
+        mounts = (Mount(sandbox.shared_copy(HARNESS_DIR), LIB_MOUNT), Mount(out, OUT_MOUNT, read_only=False), *where.mounts())
+        spec = RunSpec(ws, command.sandbox_command(), inp.timeout_s, env=env, image=inp.image, mounts=mounts, base=where.base)
+        result = sandbox.run(spec)
         if result.error:
             return _Run(result, error=f"the sandbox failed: {result.error}")
         if result.timed_out:
@@ -355,18 +399,28 @@ def verify_trace(
     row["framework"] = command.framework
     targets = session_targets(inp, command)
 
-    after = _run_tests(sandbox, base, final, inp, command)
+    where = _environment(inp, sandbox, base, workdir, row, keep)
+    if where is None:  # the environment could not be built: the row says why
+        return QaOutcome(row, artifacts)
+    run_command, row["scope"] = command, "full"
+    if inp.scope == "targeted" and targets:
+        narrowed = command.targeted(sorted(targets), lambda path: path in final or os.path.lexists(base / path))
+        if narrowed is not None:
+            run_command, row["scope"] = narrowed, "targeted"
+    row["run_command"] = run_command.command
+
+    after = _run_tests(sandbox, base, final, inp, run_command, where)
     before = None
     before_files: list[str] = []
     if after.report is not None:
         collected_from = set(after.report.files.values())
         before_files = sorted(p for p in final if is_test_file(p) or p in config or p in collected_from)
-        before = _run_tests(sandbox, base, {p: final[p] for p in before_files}, inp, command)
+        before = _run_tests(sandbox, base, {p: final[p] for p in before_files}, inp, run_command, where)
     row["before_files"] = before_files
     reports = [after.report.tests] if after.report is not None else []
     starts = after.result.start_s + (before.result.start_s if before else 0.0)
     for _ in range(reruns if after.report is not None else 0):
-        again = _run_tests(sandbox, base, final, inp, command)
+        again = _run_tests(sandbox, base, final, inp, run_command, where)
         starts += again.result.start_s
         if again.report is not None:
             reports.append(again.report.tests)
@@ -402,6 +456,39 @@ def verify_trace(
         log_after_ref=keep(_log(after.result)),
     )
     return QaOutcome(row, artifacts)
+
+
+_CACHES: dict[Path, EnvCache] = {}
+_CACHES_GUARD = threading.Lock()
+
+
+def _environment(inp: QaInput, sandbox: Sandbox, base: Path, workdir: Path, row: dict, keep) -> _Setting | None:
+    """Where the tests run: the base whose Python is nearest the session's, and, when the trace
+    recorded its packages, the environment built from them (cached). None when that build failed;
+    the row then holds the error verdict and the build log."""
+    settings = get_qa_settings()
+    bases = sandbox.bases() if inp.image is None else {}
+    name = None
+    if bases:
+        python = nearest_python(inp.python, sorted({py for py, _ in bases.values()}))
+        name = next(n for n, (py, _) in sorted(bases.items(), key=lambda kv: kv[0] is not None) if py == python)
+        row["env_python"] = python
+    install = tuple(inp.install)
+    if inp.packages is None or inp.image is not None or not settings.environments or name not in bases:
+        return _Setting(name, None, install)
+    python, base_id = bases[name]
+    packages = [{"name": n, "version": v, "editable": e, "path": p} for n, v, e, p in inp.packages]
+    spec = env_spec(packages, python, base_id, base)
+    with _CACHES_GUARD:
+        cache = _CACHES.setdefault(workdir, EnvCache(workdir / "prt-envs", timeout_s=settings.env_timeout_s))
+    build = cache.get(spec, sandbox, base, base=name)
+    row.update(env_id=build.env_id, env_cached=build.cached, env_build_s=build.seconds)
+    if build.log:
+        row["env_log_ref"] = keep(build.log)
+    if build.error:
+        row.update(_grade_columns(grade(None, None, run_error=f"env_build_failed: {build.error}")))
+        return None
+    return _Setting(name, build.path, install)
 
 
 def _grade_columns(g) -> dict:

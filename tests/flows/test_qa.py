@@ -50,7 +50,8 @@ def test_examples_verify_as_recorded_and_only_once(tmp_path, backend):
         "tests/test_cart.py::test_total_with_discount",
         "tests/test_regression.py::test_mixed_discounts_are_applied_once",  # written during the session
     ]
-    assert runs["example-multi-file-fix"]["pass_to_pass"] and runs["example-failed-attempt"]["verdict"] == "not_fixed"
+    assert runs["example-failed-attempt"]["verdict"] == "not_fixed"
+    assert all(r["scope"] == "targeted" for r in runs.values())  # the default: the tests each session ran or wrote
     assert all(r["backend"] == backend and r["edits_replayed"] >= 1 for r in runs.values())
 
     # The saved evidence re-grades to the same verdicts without running anything.
@@ -98,7 +99,11 @@ def test_each_verdict(tmp_path, backend):
     assert runs["v-partial"]["fail_to_pass"] == ["tests/test_calc.py::test_add"]
     assert runs["v-partial"]["fail_to_fail"] == ["tests/test_calc.py::test_neg"]
     assert runs["v-partial"]["targeted"] == ["tests/test_calc.py::test_add", "tests/test_calc.py::test_neg"]
-    assert runs["v-other-tests-fail"]["fail_to_fail"] == ["tests/test_calc.py::test_neg"]
+    # The session targeted test_add alone: QA ran it alone (PRT_QA_SCOPE=targeted, the default).
+    other = runs["v-other-tests-fail"]
+    assert (other["scope"], other["run_command"]) == ("targeted", "python -m pytest -q tests/test_calc.py::test_add")
+    assert other["fail_to_pass"] == ["tests/test_calc.py::test_add"] and other["fail_to_fail"] == []
+    assert runs["v-regression"]["scope"] == "full"  # no test runs, no test files: nothing to target
     assert runs["v-regression"]["pass_to_fail"] == ["tests/test_calc.py::test_mul"]
     mismatch = runs["v-mismatch"]
     assert mismatch["mismatch_seq"] == 2 and "edit seq 2 (event ev-000002) to calc.py" in mismatch["verdict_reason"]
@@ -166,3 +171,22 @@ def test_qa_runs_columns_match_the_spec(tmp_path, namespace):
     assert row["before_failed"] == 2 and row["after_passed"] == 2 and row["after_failed"] == 1
     assert row["run_date"] is not None and row["replay_s"] >= 0 and row["before_s"] > 0
     assert df.select(pl.col("qa_id").str.len_chars()).item() == 24
+
+
+def test_full_scope_runs_the_whole_suite(tmp_path, namespace, monkeypatch):
+    from schemas.settings import get_qa_settings
+
+    monkeypatch.setenv("PRT_QA_SCOPE", "full")
+    get_qa_settings.cache_clear()
+    try:
+        inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+        for d in find_trace_dirs(EXAMPLES):
+            upload_trace_dir(d, inbox)
+        ingest_inbox(inbox=inbox, lake=lake)
+        verify_traces(lake=lake, sandbox="namespace")
+    finally:
+        get_qa_settings.cache_clear()
+    runs = _verdicts(lake)
+    multi = runs["example-multi-file-fix"]
+    assert multi["scope"] == "full" and multi["run_command"] == multi["test_command"]
+    assert multi["verdict"] == "verified" and len(multi["pass_to_pass"]) >= 5  # every other passing test, too

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from schemas.settings import SandboxSettings
 
-__all__ = ["SANDBOX_UID", "Mount", "OutputCap", "RunResult", "RunSpec", "Sandbox"]
+__all__ = ["SANDBOX_UID", "Mount", "OutputCap", "RunResult", "RunSpec", "Sandbox", "rootfs_identity", "rootfs_python"]
 
 SANDBOX_UID = 1000
 """The unprivileged user inside every sandbox (`sandbox` in the image and the rootfs)."""
@@ -55,6 +55,8 @@ class RunSpec:
     """Docker image; None for the back-end's default. The namespace back-end always uses its rootfs."""
     mounts: tuple[Mount, ...] = ()
     """Extra folders; a writable one is made writable by the sandbox user, like the workspace."""
+    base: str | None = None
+    """A base other than the default (`Sandbox.bases()`): another Debian release, another Python."""
 
 
 @dataclass
@@ -76,6 +78,22 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.timed_out
+
+
+def rootfs_python(rootfs: Path) -> str | None:
+    """X.Y of a rootfs's python3 (the link /usr/bin/python3 -> python3.X)."""
+    try:
+        target = os.readlink(rootfs / "usr" / "bin" / "python3")
+    except OSError:
+        return None
+    return target.removeprefix("python") if target.startswith("python3.") else None
+
+
+def rootfs_identity(rootfs: Path) -> str | None:
+    try:
+        return (rootfs / "etc" / "prt-rootfs-id").read_text().strip()
+    except OSError:
+        return None
 
 
 class OutputCap:
@@ -133,6 +151,25 @@ class Sandbox(ABC):
     @abstractmethod
     def image_id(self, image: str | None) -> str:
         """Identity of the environment a run would use (image id or rootfs id)."""
+
+    def bases(self) -> dict[str | None, tuple[str, str]]:
+        """The bases this back-end can run on: None (the default) and each extra Debian release
+        built next to it (`PRT_DEBIAN_SUITE=trixie docker/build-offline.sh`), each as (Python X.Y,
+        rootfs id). The rootfs id is the same for both back-ends, so they share environments."""
+        found: dict[str | None, tuple[str, str]] = {}
+        root = Path(self.settings.rootfs)
+        candidates = [(None, root)] + [
+            (p.name.removeprefix(root.name + "-"), p) for p in sorted(root.parent.glob(root.name + "-*"))
+        ]
+        for name, path in candidates:
+            python, rootfs_id = rootfs_python(path), rootfs_identity(path)
+            if python and rootfs_id and self.has_base(name):
+                found[name] = (python, rootfs_id)
+        return found
+
+    def has_base(self, base: str | None) -> bool:
+        """Whether this back-end can run on `base` (its rootfs or image is there)."""
+        return True
 
     @abstractmethod
     def run(self, spec: RunSpec) -> RunResult:

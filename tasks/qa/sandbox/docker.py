@@ -71,6 +71,12 @@ class DockerSandbox(Sandbox):
         except ImageNotFound:
             return "missing:" + (image or self.settings.image)
 
+    def image_for(self, base: str | None) -> str:
+        return self.settings.image if base is None else f"{self.settings.image}-{base}"
+
+    def has_base(self, base: str | None) -> bool:
+        return not self.image_id(self.image_for(base)).startswith("missing:")
+
     def prepare_workspace(self, path: Path) -> None:
         if os.geteuid() == 0:
             for dirpath, dirnames, filenames in os.walk(path):
@@ -88,7 +94,7 @@ class DockerSandbox(Sandbox):
 
         s = self.settings
         t0 = time.monotonic()
-        image = spec.image or s.image
+        image = spec.image or self.image_for(spec.base)
         for m in spec.mounts:
             if not m.read_only:
                 self.prepare_workspace(m.source)

@@ -23,19 +23,12 @@ import time
 from pathlib import Path
 
 from schemas.settings import SandboxSettings
-from tasks.qa.sandbox.base import SANDBOX_UID, OutputCap, RunResult, RunSpec, Sandbox
+from tasks.qa.sandbox.base import SANDBOX_UID, OutputCap, RunResult, RunSpec, Sandbox, rootfs_identity
 
 __all__ = ["NamespaceSandbox"]
 
 _FSIZE = 256 * 2**20  # largest file a sandboxed process may write
 _TMP_SIZE = 256 * 2**20
-
-
-def _rootfs_id(rootfs: Path) -> str | None:
-    try:
-        return (rootfs / "etc" / "prt-rootfs-id").read_text().strip()
-    except OSError:
-        return None
 
 
 class NamespaceSandbox(Sandbox):
@@ -50,7 +43,7 @@ class NamespaceSandbox(Sandbox):
         for tool in ("bwrap", "prlimit", "setpriv"):
             if shutil.which(tool) is None:
                 return f"{tool} is not installed (apt-get install bubblewrap util-linux)"
-        if _rootfs_id(Path(settings.rootfs)) is None:
+        if rootfs_identity(Path(settings.rootfs)) is None:
             return f"no sandbox rootfs at {settings.rootfs}; build it with docker/build-rootfs.sh"
         probe = subprocess.run(
             ["bwrap", "--unshare-all", "--ro-bind", settings.rootfs, "/", "--", "/bin/true"],
@@ -67,10 +60,16 @@ class NamespaceSandbox(Sandbox):
         return f"namespace/{bwrap.replace(' ', '-')}"
 
     def image_id(self, image: str | None) -> str:
-        return _rootfs_id(self.rootfs) or "rootfs-missing"
+        return rootfs_identity(self.rootfs) or "rootfs-missing"
 
     def prepare_workspace(self, path: Path) -> None:
         pass  # ownership is set per run, to that run's throw-away uid
+
+    def rootfs_for(self, base: str | None) -> Path:
+        return self.rootfs if base is None else self.rootfs.with_name(f"{self.rootfs.name}-{base}")
+
+    def has_base(self, base: str | None) -> bool:
+        return rootfs_identity(self.rootfs_for(base)) is not None
 
     def _argv(self, spec: RunSpec, host_uid: int) -> list[str]:
         s = self.settings
@@ -98,7 +97,7 @@ class NamespaceSandbox(Sandbox):
             "--unshare-user",
             "--die-with-parent",
             "--new-session",
-            "--ro-bind", str(self.rootfs), "/",
+            "--ro-bind", str(self.rootfs_for(spec.base)), "/",
             "--proc", "/proc",
             "--dev", "/dev",
             "--size", str(_TMP_SIZE), "--tmpfs", "/tmp",

@@ -78,3 +78,64 @@ def test_commands_qa_cannot_run_safely_are_refused_with_a_reason(command, why):
 )
 def test_the_tests_a_command_names_are_the_sessions_targets(command, named):
     assert parse_test_command(command).named_tests() == named
+
+
+FILES = {"tests/test_a.py", "tests/sub/test_b.py", "pkg/mod.py", "calc_test.go"}
+
+
+def _exists(path: str) -> bool:
+    return path in FILES or any(f.startswith(path.rstrip("/") + "/") for f in FILES)
+
+
+@pytest.mark.parametrize(
+    ("command", "targets", "runs", "env"),
+    [
+        pytest.param(
+            "python -m pytest -q -x tests",
+            ["tests/test_a.py::test_x"],
+            "python -m pytest -q -x tests/test_a.py::test_x",
+            {},
+            id="pytest-node",
+        ),
+        pytest.param(
+            "pytest tests",
+            ["tests.test_a.TestK.test_y", "tests/sub/test_b.py"],
+            "pytest tests/sub/test_b.py tests/test_a.py::TestK::test_y",
+            {},
+            id="unittest-ids-for-pytest",
+        ),
+        pytest.param(
+            "pytest", ["tests/test_a.py", "tests/test_a.py::test_x"], "pytest tests/test_a.py", {}, id="covered-by-its-file"
+        ),
+        pytest.param(
+            "python -m unittest discover -s tests -v",
+            ["tests/test_a.py", "test_a.TestK.test_y"],
+            "python -m unittest -v test_a",
+            {"PYTHONPATH": "tests"},
+            id="unittest-discovery-folder",
+        ),
+        pytest.param(
+            "python -m unittest",
+            ["tests/sub/test_b.py::TestB::test_z"],
+            "python -m unittest tests.sub.test_b.TestB.test_z",
+            {},
+            id="pytest-id-for-unittest",
+        ),
+        pytest.param(
+            "go test ./...",
+            ["example.com/m::TestAdd", "example.com/m::TestSub/case"],
+            "go test -run '^(TestAdd|TestSub)$' example.com/m",
+            {},
+            id="go",
+        ),
+    ],
+)
+def test_a_command_narrowed_to_the_sessions_targets(command, targets, runs, env):
+    narrowed = parse_test_command(command).targeted(targets, _exists)
+    assert narrowed is not None and shlex.join(narrowed.argv) == runs
+    assert {k: v for k, v in narrowed.env} == env
+
+
+def test_targets_no_runner_can_name_leave_the_command_as_it_is():
+    assert parse_test_command("python -m pytest tests").targeted(["nope/gone.py::test_x"], _exists) is None
+    assert parse_test_command("go test ./...").targeted(["tests/test_a.py"], _exists) is None
