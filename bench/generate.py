@@ -11,8 +11,10 @@ import os
 import random
 import shutil
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from schemas.chain import chain_start, chain_step
@@ -210,4 +212,55 @@ def clone_examples(inbox: Path, n: int) -> list[str]:
         complete["chain_head"] = chain_head(tid, lines)
         (inbox / tid / "complete.json").write_text(json.dumps(complete))
         ids.append(tid)
+    return ids
+
+
+ENV_REPO = {
+    "textutil.py": "import six\n\n\ndef is_text(x):\n    return isinstance(x, six.binary_type)\n\n\ndef shout(x):\n    return x.upper()\n",
+    "tests/test_textutil.py": (
+        "from textutil import is_text, shout\n\n\ndef test_text():\n    assert is_text('a')\n\n\n"
+        "def test_bytes():\n    assert not is_text(b'a')\n\n\ndef test_shout():\n    assert shout('a') == 'A'\n"
+    ),
+}
+ENV_PACKAGES = [
+    {"name": "six", "version": "1.16.0"},
+    {"name": "pytest", "version": "8.3.4"},
+    {"name": "pluggy", "version": "1.5.0"},
+    {"name": "iniconfig", "version": "2.0.0"},
+    {"name": "packaging", "version": "24.2"},
+]
+"""A developer's environment for ENV_REPO, as the recorder would capture it."""
+
+
+def env_traces(inbox: Path, n: int) -> list[str]:
+    """`n` sessions over a small repo that needs a package from the index (six): the same recorded
+    environment each time, so QA builds it once and reuses it."""
+    from client.snapshot import snapshot_dir
+    from client.writer import TraceWriter
+
+    repo = Path(tempfile.mkdtemp(prefix="prt-bench-env-repo-"))
+    for path, text in ENV_REPO.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    snapshot = snapshot_dir(repo)
+    fixed = ENV_REPO["textutil.py"].replace("six.binary_type", "six.text_type")
+    ids = []
+    for i in range(n):
+        tid = f"qa-env-bench-{i:04d}"
+        manifest = {
+            "trace_id": tid,
+            "session": {"participant_id": "bench", "consent": True},
+            "task": {"id": "ENV", "title": "is_text is wrong"},
+            "repo": {"origin": "bench", "start_commit": "0" * 40},
+            "environment": {"os": "linux", "python_version": "3.11.7", "packages": ENV_PACKAGES},
+            "qa": {"test_command": "python -m pytest -q", "timeout_s": 300},
+            "client": {"name": "prt-bench", "version": "1"},
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+        with TraceWriter(str(inbox), manifest, snapshot=snapshot) as w:
+            w.test_run("pytest", "python -m pytest -q tests/test_textutil.py", passed=1, failed=2,
+                       failing_tests=["tests/test_textutil.py::test_text", "tests/test_textutil.py::test_bytes"])  # fmt: skip
+            w.edit_file("textutil.py", ENV_REPO["textutil.py"], fixed)
+        ids.append(tid)
+    shutil.rmtree(repo, ignore_errors=True)
     return ids

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bench.generate import clone_examples, generate_in
+from bench.generate import clone_examples, env_traces, generate_in
 from bench.probes import CpuUse, PeakMemory, delta_files, files, machine, scan_stats
 
 
@@ -92,7 +92,7 @@ def _child_floor(inbox: str, table: str) -> dict:
     return {"seconds": seconds, "peak_mb": mem.peak_mb, "rows": rows, "busy_cores": cpu.busy_cores}
 
 
-def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str) -> dict:
+def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str, env_inbox: str) -> dict:
     import polars as pl
 
     from flows.ingest import ingest_inbox
@@ -106,7 +106,7 @@ def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str) -> dict:
         seconds = time.perf_counter() - t0
     runs = Lake(lake).qa_runs().collect()
     split = runs.select(pl.col("sandbox_start_s", "before_s", "replay_s", "after_s").fill_null(0).mean()).row(0, named=True)
-    return {
+    out = {
         "seconds": seconds,
         "peak_mb": mem.peak_mb,
         "traces": runs.height,
@@ -114,6 +114,28 @@ def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str) -> dict:
         "verdicts": dict(runs.group_by("verdict").len().iter_rows()),
         "mean_split_s": split,
     }
+    # Sessions that recorded their packages: one at a time, so the first builds the environment
+    # (downloads and the sandboxed build, the cache empty: PRT_SANDBOX_WORKDIR is this run's own)
+    # and the others find it built.
+    before = set(runs["trace_id"])
+    ingest_inbox(inbox=env_inbox, lake=lake)
+    verify_traces(lake=lake, sandbox=sandbox or None, parallel=1)
+    env_runs = Lake(lake).qa_runs().filter(~pl.col("trace_id").is_in(list(before))).sort("started_at").collect()
+    per_trace = env_runs.select(
+        pl.col("env_cached"),
+        pl.col("env_build_s"),
+        total=pl.sum_horizontal(pl.col("env_build_s", "sandbox_start_s", "before_s", "replay_s", "after_s").fill_null(0)),
+    )
+    cold, cached = per_trace.filter(~pl.col("env_cached")), per_trace.filter(pl.col("env_cached"))
+    out["env"] = {
+        "traces": env_runs.height,
+        "verdicts": dict(env_runs.group_by("verdict").len().iter_rows()),
+        "cold_build_s": cold["env_build_s"].max(),
+        "cold_trace_s": cold["total"].max(),
+        "cached_lookup_s": cached["env_build_s"].mean(),
+        "cached_trace_s": cached["total"].mean(),
+    }
+    return out
 
 
 def _child_judge(inbox: str, lake: str, workers: str) -> dict:
@@ -332,10 +354,22 @@ def bench_ingest(
     }
 
 
-def bench_qa(traces: int, *, parallel: int = 2, sandbox: str | None = None, workdir: Path | None = None) -> dict:
+def bench_qa(
+    traces: int, *, parallel: int = 2, sandbox: str | None = None, workdir: Path | None = None, env_traces_n: int = 4
+) -> dict:
     work = _workdir(workdir)
     clone_examples(work / "inbox", traces)
-    qa = _run_child("qa", str(work / "inbox"), str(work / "lake"), str(parallel), sandbox or "")
+    env_traces(work / "env-inbox", env_traces_n)
+    # A cold environment cache, this run's own, where the sandbox users can reach it (not under
+    # --workdir, which may be a private folder).
+    sandbox_work = Path(tempfile.mkdtemp(prefix="prt-bench-sandbox-"))
+    os.chmod(sandbox_work, 0o755)
+    os.environ["PRT_SANDBOX_WORKDIR"] = str(sandbox_work)
+    try:
+        qa = _run_child("qa", str(work / "inbox"), str(work / "lake"), str(parallel), sandbox or "", str(work / "env-inbox"))
+    finally:
+        os.environ.pop("PRT_SANDBOX_WORKDIR", None)
+        shutil.rmtree(sandbox_work, ignore_errors=True)
     return {
         "traces": qa["traces"],
         "parallel": parallel,
@@ -344,6 +378,7 @@ def bench_qa(traces: int, *, parallel: int = 2, sandbox: str | None = None, work
         "traces_per_min": round(qa["traces"] / qa["seconds"] * 60, 1),
         "mean_split_s": {k: round(v, 2) for k, v in qa["mean_split_s"].items()},
         "verdicts": qa["verdicts"],
+        "env": {k: round(v, 2) if isinstance(v, float) else v for k, v in qa["env"].items()},
         "peak_mb": round(qa["peak_mb"]),
         **_where(work),
     }

@@ -62,7 +62,7 @@ def settings() -> str:
     from schemas import settings as s
 
     rows = []
-    for cls in (s.Settings, s.IngestSettings, s.SandboxSettings, s.JudgeSettings):
+    for cls in (s.Settings, s.IngestSettings, s.SandboxSettings, s.QaSettings, s.JudgeSettings):
         assert issubclass(cls, BaseSettings)
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
@@ -122,8 +122,15 @@ def _summary(kind: str, r: dict) -> str:
             f"peak {r['ingest_peak_mb']:,} MiB PSS"
         )
     if "traces_per_min" in r:
-        split = ", ".join(f"{k} {v} s" for k, v in (r.get("mean_split_s") or {}).items())
-        return f"{r['traces_per_min']} traces/min with {r['backend']}, {r['parallel']} sandboxes at once; per trace: {split}"
+        split = ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in (r.get("mean_split_s") or {}).items())
+        text = f"{r['traces_per_min']} traces/min with {r['backend']}, {r['parallel']} sandboxes at once; per trace: {split}"
+        if r.get("env"):
+            e = r["env"]
+            text += (
+                f". With a recorded environment: built in {e['cold_build_s']} s (first trace {e['cold_trace_s']} s of QA), "
+                f"then {e['cached_trace_s']} s of QA per trace (lookup {e['cached_lookup_s']} s)"
+            )
+        return text
     if "traces_per_s" in r:
         return f"{r['traces_per_s']:,} traces/s scored ({r['traces']:,} traces); the whole judge flow {r['flow_traces_per_s']:,} traces/s"
     if "before_maintain" in r:

@@ -102,3 +102,6 @@ def test_verification_throughput(tmp_path, cli_env, backend):
     assert r["traces"] == 3 and r["backend"].startswith(backend) and r["traces_per_min"] > 0
     assert r["verdicts"] == {"verified": 2, "not_fixed": 1}  # the three examples' outcomes
     assert set(r["mean_split_s"]) == {"sandbox_start_s", "before_s", "replay_s", "after_s"}
+    env = r["env"]  # sessions that recorded their packages: one environment built, then reused
+    assert env["verdicts"] == {"verified": env["traces"]} and env["cold_build_s"] > env["cached_lookup_s"]
+    assert env["cached_trace_s"] < env["cold_trace_s"]
