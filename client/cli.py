@@ -177,6 +177,8 @@ def _print_qa(summary) -> None:
         for r in sorted(summary.rows, key=lambda r: r["trace_id"]):
             table.add_row(r["trace_id"], r["verdict"], str(len(r["fail_to_pass"])), r["verdict_reason"])
         console.print(table)
+    for trace_id, why in getattr(summary, "failed", []):
+        err_console.print(f"prt: QA could not run {trace_id} ({escape(why)}); it is verified again next time")
 
 
 TraceIdsOpt = Annotated[
@@ -333,19 +335,56 @@ def maintain(
         )
 
 
+def _pseudonym_of(participant_id: str) -> str:
+    from schemas.settings import get_ingest_settings
+    from tasks.ingest.privacy import pseudonym
+
+    return pseudonym(participant_id, get_ingest_settings().pseudonym_key.get_secret_value())
+
+
+@app.command("pseudonym")
+def pseudonym_cmd(
+    participant: Annotated[str, typer.Argument(metavar="PARTICIPANT_ID", help="The id as clients send it.")],
+) -> None:
+    """Print a participant's pseudonym (with this environment's PRT_PSEUDONYM_KEY): what the lake
+    stores, and what the forget-participant flow takes, e.g. from the Prefect UI."""
+    typer.echo(_pseudonym_of(participant))
+
+
 @app.command()
 @_runs_flows
 def forget(
-    participant: Annotated[str, typer.Option("--participant", help="The participant id as clients send it.")],
+    participant: Annotated[
+        str | None,
+        typer.Option(
+            "--participant",
+            help="The participant id as clients send it (only its pseudonym leaves this process).",
+            show_default=False,
+        ),
+    ] = None,
+    pseudonym: Annotated[
+        str | None, typer.Option("--pseudonym", help="Their pseudonym instead (`prt pseudonym ID`).", show_default=False)
+    ] = None,
     lake: LakeOpt = None,
 ) -> None:
-    """Erase a participant: rows, raw objects and artifacts, and vacuum the old files."""
+    """Erase a participant: rows, raw objects, artifacts and this host's QA cache, and vacuum the old
+    files. Exits 1 when nothing matched."""
     from flows.maintain import forget_participant
 
-    r = forget_participant(participant_id=participant, lake=_lake(lake))
+    if (participant is None) == (pseudonym is None):
+        raise typer.BadParameter("give --participant ID or --pseudonym P (one of them)")
+    who = pseudonym if pseudonym is not None else _pseudonym_of(participant)
+    r = forget_participant(participant=who, lake=_lake(lake))
+    if not r.matched:
+        console.print(
+            f"[bold red]forget[/bold red] {r.participant}: nothing matched (no trace, no quarantine record). "
+            "Check the id is spelled as the client sent it and that PRT_PSEUDONYM_KEY is the key ingest used."
+        )
+        raise typer.Exit(1)
     console.print(
         f"[bold]forget[/bold] {r.participant}: {len(r.traces)} traces and {r.quarantined} quarantine records erased; "
-        f"{sum(r.rows_deleted.values())} rows, {r.objects_deleted} objects, {r.artifacts_removed} artifacts deleted; {r.files_vacuumed} old files vacuumed"
+        f"{sum(r.rows_deleted.values())} rows, {r.objects_deleted} objects, {r.artifacts_removed} artifacts deleted; "
+        f"{r.files_vacuumed} old files vacuumed; QA cache: {r.qa_cache} removed"
     )
 
 

@@ -147,7 +147,7 @@ def iter_snapshot(data: bytes, *, max_unpacked: int, with_data: bool = True) -> 
     problem (problems of the whole, such as a link leading out through another link, at the end).
     Memory holds one file at a time. `with_data=False` reads past file contents without keeping them."""
     stream = io.BufferedReader(_Bounded(data, max_unpacked + _TAR_ALLOWANCE), buffer_size=1 << 16)
-    shapes: list[tuple[str, str, str | None]] = []
+    layout = _Layout()
     total = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -177,11 +177,11 @@ def iter_snapshot(data: bytes, *, max_unpacked: int, with_data: bool = True) -> 
                 else:
                     what = "a hard link" if member.islnk() else "a device or special file"
                     raise SnapshotError(f"entry {member.name!r} is {what}; only files, folders and relative links are allowed")
-                shapes.append((entry.name, entry.kind, entry.target))
+                layout.add(entry.name, entry.kind, entry.target)
                 yield entry
     except tarfile.TarError as exc:
         raise SnapshotError(f"is not a readable gzip tar ({exc})") from None
-    _check_layout(shapes)
+    layout.finish()
 
 
 def read_snapshot(data: bytes, *, max_unpacked: int) -> list[SnapshotEntry]:
@@ -213,22 +213,30 @@ def extract_snapshot(data: bytes, target: Path, *, max_unpacked: int) -> None:
             path.chmod(0o755 if e.mode & 0o100 else 0o644)
 
 
-def _check_layout(shapes: list[tuple[str, str, str | None]]) -> None:
-    """No path twice or under a file, and every link resolves inside the repo, through other links too."""
-    kinds: dict[str, str] = {}
-    for name, kind, _ in shapes:
+class _Layout:
+    """The shape of the snapshot so far: no path twice or under a file, checked as each entry comes
+    (so an extraction never meets one), and at the end every link resolving inside the repo."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+        self.links: dict[str, str | None] = {}
+
+    def add(self, name: str, kind: str, target: str | None) -> None:
         parts = name.split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
-            if kinds.get(parent) in ("file", "link"):
+            if self.kinds.get(parent) in ("file", "link"):
                 raise SnapshotError(f"entry {name!r} lies under {parent!r}, which is not a folder")
-            kinds.setdefault(parent, "dir")
-        if kinds.get(name, kind) != kind or (name in kinds and kind != "dir"):
+            self.kinds.setdefault(parent, "dir")
+        if self.kinds.get(name, kind) != kind or (name in self.kinds and kind != "dir"):
             raise SnapshotError(f"entry {name!r} appears twice")
-        kinds[name] = kind
-    links = {name: target for name, kind, target in shapes if kind == "link"}
-    for name in links:
-        _resolve(name, links)
+        self.kinds[name] = kind
+        if kind == "link":
+            self.links[name] = target
+
+    def finish(self) -> None:
+        for name in self.links:
+            _resolve(name, self.links)
 
 
 def _resolve(name: str, links: dict[str, str | None]) -> str:

@@ -7,8 +7,11 @@ from prefect.runtime import flow_run
 
 from client.storage import fs_for
 from lake.read import Lake
-from schemas.settings import get_ingest_settings, get_settings
+from schemas.errors import ConfigError
+from schemas.settings import get_sandbox_settings, get_settings
+from tasks.ingest.privacy import PSEUDONYM
 from tasks.publish import publish_run_artifacts
+from tasks.qa.cache import prune_qa_cache, qa_workdir
 from tasks.upkeep.maintain import ForgetResult, MaintainResult, forget_task, optimize_task, remove_artifacts_task, retention_task
 
 __all__ = ["forget_participant", "maintain_lake"]
@@ -53,19 +56,37 @@ def maintain_lake(
 
 
 @flow(name="forget-participant", log_prints=True)
-def forget_participant(participant_id: str, lake: str | None = None) -> ForgetResult:
+def forget_participant(participant: str, lake: str | None = None) -> ForgetResult:
     """Erase a participant who withdrew consent: every row and raw object of theirs, the artifacts
-    only they used, and the old Delta files and log entries, so the content is no longer on disk."""
+    only they used, the old Delta files and log entries, and this host's QA cache of their repos,
+    so the content is no longer on disk.
+
+    `participant` is their pseudonym (`prt pseudonym ID` prints it): the id itself is never a
+    parameter, since Prefect keeps every run's parameters."""
+    logger = get_run_logger()
+    if not PSEUDONYM.fullmatch(participant):
+        raise ConfigError(
+            f"forget-participant: {participant!r} is not a pseudonym (p_ and 32 hex digits); "
+            "`prt pseudonym ID` prints the one for a participant id (`prt forget --participant ID` passes it for you)"
+        )
     lake = lake or get_settings().lake
     run_id = flow_run.get_id() or "local"
-    key = get_ingest_settings().pseudonym_key.get_secret_value()
     lake_fs, lake_root = fs_for(lake)
-    result = forget_task(participant_id, key, Lake(lake), lake_fs, lake_root, run_id=run_id)
+    result = forget_task(participant, Lake(lake), lake_fs, lake_root, run_id=run_id)
+    result.qa_cache = str(prune_qa_cache(qa_workdir(get_sandbox_settings()), erased=result.snapshots))
+    if not result.matched:
+        logger.warning(
+            "forget: nothing matched participant %s (no trace, no quarantine record); "
+            "was the id spelled as the client sent it, and is PRT_PSEUDONYM_KEY the key ingest used?",
+            participant,
+        )
     md = (
         f"# Erasure of participant `{result.participant}`\n\n"
-        f"- traces removed: **{len(result.traces)}**, quarantine records: {result.quarantined}\n"
+        + ("**Nothing matched this pseudonym.**\n\n" if not result.matched else "")
+        + f"- traces removed: **{len(result.traces)}**, quarantine records: {result.quarantined}\n"
         f"- rows deleted: {sum(result.rows_deleted.values())} ({', '.join(f'{k} {v}' for k, v in sorted(result.rows_deleted.items()))})\n"
         f"- lake objects deleted: {result.objects_deleted}, artifacts: {result.artifacts_removed}, old data files vacuumed: {result.files_vacuumed}\n"
+        f"- removed from this host's QA cache: {result.qa_cache}\n"
     )
     publish_run_artifacts(
         "forget", [{"trace_id": t, "action": "erased"} for t in result.traces], md, "erasure of a participant (pseudonym only)"

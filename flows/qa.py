@@ -14,8 +14,9 @@ from client.storage import fs_for
 from lake.read import Lake
 from schemas.settings import get_sandbox_settings, get_settings
 from tasks.publish import publish_run_artifacts
+from tasks.qa.cache import live_snapshots, prune_qa_cache, qa_workdir
 from tasks.qa.sandbox import get_sandbox
-from tasks.qa.store import QaSummary, load_inputs_task, pending_task, store_task, verify_task
+from tasks.qa.store import QaSummary, load_inputs_task, outcome_of, pending_task, store_task, verify_task
 
 __all__ = ["verify_traces"]
 
@@ -45,6 +46,9 @@ def verify_traces(
     lake_fs, lake_root = fs_for(lake)
     summary = QaSummary(backend=box.version())
 
+    cleaned = prune_qa_cache(qa_workdir(settings), live=live_snapshots(lk))
+    if cleaned.snapshots or cleaned.environments or cleaned.leftovers:
+        logger.info("QA cache: removed %s the lake no longer holds or a killed run left", cleaned)
     inputs = load_inputs_task(lk, trace_ids)
     todo, summary.already = pending_task(quote(inputs), box, lk)
     logger.info(
@@ -58,17 +62,23 @@ def verify_traces(
     group = max(parallel * 4, 4)
     pending: list = []
     done: list = []
+    inputs_of: dict = {}
     queue = list(todo)
     while queue or pending:
         while queue and len(pending) < parallel:
             batch_id = f"qa-{uuid.uuid4().hex[:12]}"
-            pending.append(
-                verify_task.submit(queue.pop(0), lake_fs, lake_root, box, reruns=reruns, run_id=run_id, batch_id=batch_id)
-            )
+            inp = queue.pop(0)
+            fut = verify_task.submit(inp, lake_fs, lake_root, box, reruns=reruns, run_id=run_id, batch_id=batch_id)
+            inputs_of[fut] = inp
+            pending.append(fut)
         finished = wait(pending, timeout=0.5).done
         for fut in finished:
             pending.remove(fut)
-            done.append(fut.result())
+            outcome = outcome_of(fut.result(raise_on_failure=False), inputs_of.pop(fut), summary)
+            if outcome is not None:
+                done.append(outcome)
+            else:
+                logger.error("QA of %s could not run: %s", *summary.failed[-1])
         if len(done) >= group or (done and not queue and not pending):
             store_task(quote(done), lk.tables, lake_fs, lake_root, run_id=run_id)
             summary.rows += [o.row for o in done]

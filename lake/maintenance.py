@@ -8,7 +8,11 @@ from deltalake import CommitProperties
 from lake.tables import WRITER_PROPERTIES, LakeTables
 from schemas.tables import TABLES
 
-__all__ = ["erase_history", "optimize_tables"]
+__all__ = ["ORPHAN_MIN_HOURS", "erase_history", "optimize_tables"]
+
+ORPHAN_MIN_HOURS = 24
+"""Files in a table's folder that its log does not reference are deleted only once this old,
+whatever the vacuum setting: one of them may be a concurrent writer's, about to be committed."""
 
 
 def optimize_tables(tables: LakeTables, *, vacuum_hours: int, run_id: str) -> dict[str, dict]:
@@ -25,8 +29,18 @@ def optimize_tables(tables: LakeTables, *, vacuum_hours: int, run_id: str) -> di
             stats = dt.optimize.compact(writer_properties=WRITER_PROPERTIES, commit_properties=props)
         dt = tables.open(name)
         dt.create_checkpoint()
+        # Files the log removed go after `vacuum_hours` (0 allowed). Files the log does not know
+        # (what a failed writer left, or what a writer is committing right now) go only by age, and
+        # never before ORPHAN_MIN_HOURS: at 0 a full vacuum deleted an ingest's freshly written file.
         vacuumed = dt.vacuum(
-            retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False, full=True, commit_properties=props
+            retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False, full=False, commit_properties=props
+        )
+        vacuumed += dt.vacuum(
+            retention_hours=max(vacuum_hours, ORPHAN_MIN_HOURS),
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+            commit_properties=props,
         )
         dt.cleanup_metadata()
         out[name] = {

@@ -138,7 +138,10 @@ class Settings(BaseSettings):
     )
     retention_days: int = Field(90, ge=1, description="Traces older than this are removed by maintain_lake.")
     vacuum_retention_hours: int = Field(
-        168, ge=0, description="maintain_lake keeps unreferenced data files this long (time travel) before vacuuming them."
+        168,
+        ge=0,
+        description="maintain_lake keeps data files the log removed this long (time travel) before vacuuming them; files the "
+        "log never referenced are kept at least 24 h whatever this says (one may be a concurrent writer's).",
     )
     artifact_grace_s: float = Field(
         86_400, ge=0, description="maintain_lake removes unreferenced artifacts only once they are this old."

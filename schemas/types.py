@@ -61,7 +61,17 @@ def unsafe_path_reason(path: str) -> str | None:
         return "has empty or '.' segments"
     if parts[0] == ".git":
         return "points into .git"
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        return f"has a segment longer than {MAX_NAME_BYTES} bytes"
+    if len(parts) > MAX_PATH_DEPTH:
+        return f"is more than {MAX_PATH_DEPTH} folders deep"
     return None
+
+
+MAX_NAME_BYTES = 255
+"""Longest file or folder name (Linux's NAME_MAX): a longer one cannot be written anywhere."""
+MAX_PATH_DEPTH = 100
+"""Deepest path: deeper ones exist only to break the tools that walk them."""
 
 
 def _check_safe_path(path: str) -> str:

@@ -236,7 +236,12 @@ def _manifest_copy(data: bytes, pseudonym_key: str | None) -> tuple[bytes, bool]
         value, _ = redact_json_value(value)
         return json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8"), pseudonymized
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return redact_bytes(data), False
+        if pseudonym_key is None:
+            return redact_bytes(data), False
+        # Unreadable, it may still hold a participant id that nothing could turn into a pseudonym
+        # (and so nothing could find and erase): the copy keeps only what it was.
+        note = {"unreadable_manifest": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+        return json.dumps(note, indent=2).encode(), False
 
 
 def quarantine_copy(

@@ -13,6 +13,7 @@ repeats the same batch (same id, start time and traces), which writes only what 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -130,9 +131,18 @@ class BatchOutput:
 
 
 def _participant(blobs: dict[str, bytes], trace_id: str, key: str) -> str | None:
+    """The pseudonym for a trace's row; from a manifest that failed its schema too, when it still
+    names a participant (so `forget` finds its quarantine record)."""
     try:
         m = parse_manifest(trace_id, blobs["manifest.json"])
-    except (KeyError, TraceRejected):
+    except KeyError:
+        return None
+    except TraceRejected:
+        with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+            session = json.loads(blobs["manifest.json"]).get("session")
+            who = session.get("participant_id")
+            if isinstance(who, str) and who and session.get("consent") is not False:
+                return pseudonym(who, key)
         return None
     return None if not m.session.consent else pseudonym(m.session.participant_id, key)
 

@@ -23,7 +23,7 @@ from schemas.errors import TraceRejected
 from schemas.events import EVENT_FIELDS, EVENT_TYPES, NOTE_KINDS
 from schemas.layout import ref_hex
 from schemas.settings import IngestSettings
-from schemas.types import MAX_TS_S, MIN_TS_S
+from schemas.types import MAX_NAME_BYTES, MAX_PATH_DEPTH, MAX_TS_S, MIN_TS_S
 from tasks.ingest.assemble import AssembledTrace, Header, chain_error, check_header, original_digests, split_chunk
 from tasks.ingest.inbox import TraceBlobs
 
@@ -121,6 +121,8 @@ def _safe_path(p: pl.Expr) -> pl.Expr:
         | p.str.contains(r"(^|/)\.?(/|$)")
         | (p == ".git")
         | p.str.starts_with(".git/")
+        | (p.str.split("/").list.eval(pl.element().str.len_bytes()).list.max() > MAX_NAME_BYTES)
+        | (p.str.count_matches("/") >= MAX_PATH_DEPTH)
     )
     return p.is_null() | ~unsafe
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
-__all__ = ["pseudonym"]
+__all__ = ["PSEUDONYM", "pseudonym"]
+
+PSEUDONYM = re.compile(r"p_[0-9a-f]{32}")
 
 
 def pseudonym(participant_id: str, key: str) -> str:

@@ -274,7 +274,9 @@ class EnvCache:
         _read_only(env_dir)
         target = self.root / spec.env_id
         shutil.rmtree(target, ignore_errors=True)
-        (staging / "spec.json").write_text(json.dumps({"env_id": spec.env_id, **spec.__dict__}, default=list, indent=1))
+        (staging / "spec.json").write_text(
+            json.dumps({"env_id": spec.env_id, **spec.__dict__, "snapshot": snapshot.name}, default=list, indent=1)
+        )
         (staging / "build.log").write_bytes("\n".join(log).encode())
         os.rename(staging, target)
         (target / "ready").touch()

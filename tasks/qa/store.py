@@ -28,7 +28,15 @@ from tasks.qa.sandbox import Sandbox
 from tasks.qa.verify import QaInput, QaOutcome, qa_id, verify_trace
 from tasks.stage import stage_task
 
-__all__ = ["QaSummary", "load_qa_inputs", "pending_inputs", "run_verification", "store_outcomes", "test_run_targets"]
+__all__ = [
+    "QaSummary",
+    "load_qa_inputs",
+    "outcome_of",
+    "pending_inputs",
+    "run_verification",
+    "store_outcomes",
+    "test_run_targets",
+]
 
 
 def load_qa_inputs(lake: Lake, trace_ids: list[str] | None = None, *, only_unverified: bool = True) -> list[QaInput]:
@@ -115,6 +123,17 @@ def run_verification(
     return verify_trace(inp, snapshot, sandbox, reruns=reruns, run_id=run_id, batch_id=batch_id)
 
 
+def outcome_of(result: QaOutcome | BaseException, inp: QaInput, summary: QaSummary) -> QaOutcome | None:
+    """A verification's outcome; None when its task failed even after its retries (the snapshot
+    could not be read, the sandbox's daemon went away). That trace keeps no row, so the next run
+    verifies it again, and the summary says why it failed: one trace never stops the others.
+    (A trace's own problems never get here: verify_trace turns them into its error row.)"""
+    if isinstance(result, QaOutcome):
+        return result
+    summary.failed.append((inp.trace_id, f"{type(result).__name__}: {str(result)[:300]}"))
+    return None
+
+
 def store_outcomes(
     outcomes: list[QaOutcome], tables: LakeTables, lake_fs: AbstractFileSystem, lake_root: str, *, run_id: str
 ) -> int:
@@ -133,6 +152,8 @@ class QaSummary:
     rows: list[dict] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     """Traces already verified with the same qa_id (not run again)."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(trace_id, why) of traces whose verification could not run at all; verified again next time."""
     backend: str = ""
 
     def verdicts(self) -> Counter:
@@ -153,13 +174,24 @@ class QaSummary:
             {"trace_id": t, "verdict": "(already verified)", "fail_to_pass": "", "reason": "same qa_id in qa_runs", "seconds": 0}
             for t in self.already
         ]
+        out += [
+            {
+                "trace_id": t,
+                "verdict": "(not run)",
+                "fail_to_pass": "",
+                "reason": f"{why}; verified again next time",
+                "seconds": 0,
+            }
+            for t, why in self.failed
+        ]
         return sorted(out, key=lambda r: r["trace_id"])
 
     def markdown(self) -> str:
         lines = [
             f"# QA ({self.backend})",
             "",
-            f"- verified now: **{len(self.rows)}** traces · already verified: {len(self.already)}",
+            f"- verified now: **{len(self.rows)}** traces · already verified: {len(self.already)}"
+            + (f" · **could not run: {len(self.failed)}** (verified again next time)" if self.failed else ""),
             "",
         ]
         if self.rows:

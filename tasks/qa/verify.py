@@ -22,6 +22,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -41,9 +42,10 @@ from client.snapshot import extract_snapshot
 from client.testruns.harness import HARNESS_DIR
 from client.testruns.reports import RunReport, counts, merge_reports, parse_report
 from client.testruns.runners import LIB_MOUNT, OUT_MOUNT, TestCommand, parse_test_command
-from schemas.errors import ReplayError, ReportError, UnsupportedTestCommand
+from schemas.errors import ReplayError, ReportError, SnapshotError, TransientError, UnsupportedTestCommand
 from schemas.settings import get_ingest_settings, get_qa_settings
 from schemas.version import CODE_VERSION
+from tasks.qa.cache import qa_workdir
 from tasks.qa.env import ENV_MOUNT, EnvCache, env_spec, nearest_python
 from tasks.qa.grade import GRADER_VERSION, flaky_tests, grade
 from tasks.qa.sandbox import Mount, RunResult, RunSpec, Sandbox
@@ -59,6 +61,8 @@ __all__ = [
     "snapshot_tree_id",
     "verify_trace",
 ]
+
+log = logging.getLogger(__name__)
 
 RUNNER_VERSION = "2"
 """Bump when the procedure changes (workspace layout, runner options): every trace re-verifies."""
@@ -218,6 +222,23 @@ def _snapshot_dir(snapshot: bytes, workdir: Path) -> Path:
     return target
 
 
+def _check_edit_paths(base: Path, edits: tuple[EditSpec, ...]) -> None:
+    """ReplayError for an edit whose path cannot be a file in the snapshot: a folder there, a link,
+    under a file, or a folder of another edit's file."""
+    files = {e.file_path for e in edits}
+    for e in edits:
+        target = base / e.file_path
+        if target.is_symlink():
+            raise ReplayError(e.seq, e.event_id, e.file_path, "the path is a symbolic link in the snapshot")
+        if target.is_dir():
+            raise ReplayError(e.seq, e.event_id, e.file_path, "the path is a folder in the snapshot")
+        parts = e.file_path.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if (base / parent).is_symlink() or (base / parent).is_file() or parent in files:
+                raise ReplayError(e.seq, e.event_id, e.file_path, f"the path lies under {parent}, which is a file")
+
+
 def _read_originals(base: Path, paths: set[str]) -> dict[str, bytes]:
     out = {}
     for p in paths:
@@ -343,7 +364,7 @@ def verify_trace(
 ) -> QaOutcome:
     """Run one verification and return its qa_runs row and evidence. Never raises for the trace's own failures."""
     started = datetime.now().astimezone()
-    workdir = workdir or Path(sandbox.settings.workdir or tempfile.gettempdir())
+    workdir = workdir or qa_workdir(sandbox.settings)
     image_id = sandbox.image_id(inp.image)
     row: dict = {
         "trace_id": inp.trace_id,
@@ -372,11 +393,27 @@ def verify_trace(
         artifacts[h] = data
         return f"sha256:{h}"
 
+    try:
+        return _verify(inp, snapshot, sandbox, reruns, workdir, row, artifacts, keep)
+    except SnapshotError as exc:
+        row.update(_grade_columns(grade(None, None, run_error=f"the snapshot cannot be used: {exc}")))
+    except Exception as exc:  # a host-side failure of this trace must not stop the others: its row says what happened
+        if isinstance(exc, TransientError):
+            raise  # storage went away: no row, the task retries and the next run verifies the trace
+        log.exception("QA of trace %s failed on the host", inp.trace_id)
+        row.update(_grade_columns(grade(None, None, run_error=f"QA failed on the host: {type(exc).__name__}: {str(exc)[:300]}")))
+    return QaOutcome(row, artifacts)
+
+
+def _verify(inp, snapshot, sandbox, reruns, workdir, row, artifacts, keep) -> QaOutcome:
+    """verify_trace's work; anything it raises becomes the trace's error row."""
+
     t0 = time.monotonic()
     base = _snapshot_dir(snapshot, workdir)
     row["snapshot_tree"] = snapshot_tree_id(base)
     originals = _read_originals(base, {e.file_path for e in inp.edits})
     try:
+        _check_edit_paths(base, inp.edits)
         final = replay_edits(originals, inp.edits)
     except ReplayError as exc:
         g = grade(None, None, replay_error=str(exc))

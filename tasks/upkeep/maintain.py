@@ -11,18 +11,18 @@ holds text content: statistics are kept only for keys, dates and numbers (schema
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from fsspec import AbstractFileSystem
 
-from client.storage import join, list_files, mtime_of
+from client.storage import join, list_files, mtime_of, read_many
 from lake.maintenance import erase_history, optimize_tables
 from lake.read import Lake
 from lake.tables import LakeTables
 from schemas.tables import EVENTS, METRICS, QA_RUNS, QUARANTINE, SCORES, TRACES
-from tasks.ingest.privacy import pseudonym
 from tasks.stage import stage_task
 
 __all__ = [
@@ -56,6 +56,14 @@ class ForgetResult:
     objects_deleted: int = 0
     artifacts_removed: int = 0
     files_vacuumed: int = 0
+    snapshots: set[str] = field(default_factory=set)
+    """sha256 of the snapshots of their traces (QA hosts drop their cached copies)."""
+    qa_cache: str = ""
+    """What was removed from this host's QA cache."""
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.traces or self.quarantined)
 
 
 def _rm_tree(fs: AbstractFileSystem, path: str) -> int:
@@ -140,19 +148,40 @@ def retention(
     return result
 
 
-def forget(
-    participant_id: str, pseudonym_key: str, lake: Lake, lake_fs: AbstractFileSystem, lake_root: str, *, run_id: str
-) -> ForgetResult:
-    """Erase a participant: rows, raw archive, quarantine copies, artifacts only they used, history."""
-    who = pseudonym(participant_id, pseudonym_key)
+def _quarantined_by(lake: Lake, lake_fs: AbstractFileSystem, lake_root: str, who: str) -> pl.DataFrame:
+    """Quarantine records of participant `who`: by their row, or, where the row could not name them
+    (a manifest that failed its schema), by the pseudonym in the record's copy of the manifest."""
+    q = lake.quarantine().select("trace_id", "quarantine_id", "raw_prefix", "participant").collect()
+    unnamed = q.filter(pl.col("participant").is_null() & pl.col("raw_prefix").is_not_null())
+    found = set()
+    if unnamed.height:
+        paths = {join(lake_root, p, "objects", "manifest.json"): p for p in unnamed["raw_prefix"].to_list()}
+        for path, body in read_many(lake_fs, list(paths)).items():
+            if isinstance(body, bytes) and _manifest_participant(body) == who:
+                found.add(paths[path])
+    return q.filter((pl.col("participant") == who) | pl.col("raw_prefix").is_in(sorted(found))).drop("participant")
+
+
+def _manifest_participant(body: bytes) -> str | None:
+    with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
+        session = json.loads(body).get("session")
+        if isinstance(session, dict) and isinstance(session.get("participant_id"), str):
+            return session["participant_id"]
+    return None
+
+
+def forget(who: str, lake: Lake, lake_fs: AbstractFileSystem, lake_root: str, *, run_id: str) -> ForgetResult:
+    """Erase participant `who` (their pseudonym: the id itself never reaches the pipeline): rows,
+    raw archive, quarantine copies, artifacts only they used, history. `result.snapshots` names the
+    snapshots erased, for the QA hosts' caches."""
     result = ForgetResult(participant=who)
     meta = {"pipeline_run_id": run_id, "prt_operation": "forget"}
     result.traces = sorted(lake.traces().filter(pl.col("participant") == who).select("trace_id").collect()["trace_id"].to_list())
-    q = lake.quarantine().filter(pl.col("participant") == who).select("trace_id", "quarantine_id", "raw_prefix").collect()
+    q = _quarantined_by(lake, lake_fs, lake_root, who)
     theirs = set()
     if result.traces:
         ids = result.traces
-        theirs |= {
+        result.snapshots = {
             r.removeprefix("sha256:")
             for r in lake.traces()
             .filter(pl.col("trace_id").is_in(ids))
@@ -160,6 +189,7 @@ def forget(
             .collect()["snapshot_ref"]
             .drop_nulls()
         }
+        theirs |= result.snapshots
         for col in ("stdout_ref", "stderr_ref"):
             theirs |= {
                 r.removeprefix("sha256:")

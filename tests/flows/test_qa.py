@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -190,3 +193,34 @@ def test_full_scope_runs_the_whole_suite(tmp_path, namespace, monkeypatch):
     multi = runs["example-multi-file-fix"]
     assert multi["scope"] == "full" and multi["run_command"] == multi["test_command"]
     assert multi["verdict"] == "verified" and len(multi["pass_to_pass"]) >= 5  # every other passing test, too
+
+
+DEEP_TEST = (
+    "import os\n\n\ndef test_builds_a_deep_tree():\n    start = os.getcwd()\n    for _ in range(3000):\n"
+    "        os.mkdir('d')\n        os.chdir('d')\n    os.chdir(start)\n"
+)
+
+
+def test_one_poison_trace_never_stops_the_others(tmp_path, backend):
+    """Traces that pass ingest but break QA's host side get their own row; the honest ones their verdicts."""
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    fixed = CALC["calc.py"].replace("return a - b", "return a + b").replace("return a\n", "return -a\n")
+    write_repo_trace(inbox, "poison-edit-is-a-folder", CALC, [("tests", "not a folder\n")])
+    write_repo_trace(inbox, "poison-edit-under-a-file", CALC, [("calc.py/inner.py", "x = 1\n")])
+    write_repo_trace(inbox, "poison-deep-tree", {**CALC, "tests/test_deep.py": DEEP_TEST}, [("calc.py", fixed)])
+    for i in range(3):
+        write_repo_trace(inbox, f"honest-{i}", CALC, [("calc.py", fixed)])
+    ingest_inbox(inbox=inbox, lake=lake)
+
+    summary = verify_traces(lake=lake, sandbox=backend)
+    runs = _verdicts(lake)
+    assert len(runs) == 6 and not summary.failed
+    assert {t: runs[t]["verdict"] for t in runs if t.startswith("honest")} == dict.fromkeys(
+        ("honest-0", "honest-1", "honest-2"), "verified"
+    )
+    assert runs["poison-edit-is-a-folder"]["verdict"] == "replay_mismatch"
+    assert "the path is a folder in the snapshot" in runs["poison-edit-is-a-folder"]["verdict_reason"]
+    assert "lies under calc.py, which is a file" in runs["poison-edit-under-a-file"]["verdict_reason"]
+    assert runs["poison-deep-tree"]["verdict"] == "verified"  # its 3,000-deep folders were removed after each run
+    workspaces = Path(get_sandbox_settings().workdir or tempfile.gettempdir()) / "prt-sandbox"
+    assert not [p for p in workspaces.glob("ws-*") if (p / "d").exists()]

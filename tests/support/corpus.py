@@ -120,6 +120,12 @@ def _member(
     return info, None
 
 
+def _edit_at(seq: int, file_path: str) -> list[dict]:
+    """The good events up to `seq`, then a file_edit of `file_path`."""
+    edit = {"id": f"e{seq}", "seq": seq, "ts_client_s": T0 + seq, "type": "file_edit", "file_path": file_path}
+    return [*good_events(seq), {**edit, "diff_unified": "", "buffer_hash_after": "a" * 64}]
+
+
 def _with(tid: str, **kw) -> Callable[[str], None]:
     return lambda inbox: RawTrace(tid, **kw).write(inbox)
 
@@ -306,6 +312,17 @@ CASES: dict[str, tuple[Callable[[str], None], str]] = {
         ),
         "unsafe_path",
     ),
+    "file-path-segment-too-long": (
+        _with("bad-file-path-segment-too-long", events=_edit_at(3, "src/" + "a" * 300 + ".py")),
+        "unsafe_path",
+    ),
+    "file-path-too-deep": (_with("bad-file-path-too-deep", events=_edit_at(3, "d/" * 1000 + "x.py")), "unsafe_path"),
+    "snapshot-file-then-folder": (
+        _with("bad-snapshot-file-then-folder", snapshot=_tar([_member("pkg"), _member("pkg/mod.py")])),
+        "bad_snapshot",
+    ),
+    "snapshot-too-deep": (_with("bad-snapshot-too-deep", snapshot=_tar([_member("d/" * 1000 + "x.py")])), "bad_snapshot"),
+    "snapshot-name-too-long": (_with("bad-snapshot-name-too-long", snapshot=_tar([_member("n" * 300 + ".py")])), "bad_snapshot"),
     "unsafe-trace-id": (_unsafe_id("-leading-dash"), "unsafe_path"),
     "trace-id-with-space": (_unsafe_id("has space"), "unsafe_path"),
     # Artifacts and snapshot

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import hashlib
+import io
+import tarfile
+
 import pytest
 
 from client.diffs import EditSpec
-from tasks.qa.verify import QaInput, is_test_file, qa_id
+from schemas.errors import StorageUnavailable
+from schemas.settings import SandboxSettings
+from tasks.qa.verify import QaInput, is_test_file, qa_id, verify_trace
+from tests.conftest import sandbox_or_skip
 
 
 @pytest.mark.parametrize(
@@ -52,3 +59,52 @@ def test_qa_id_is_stable_and_covers_every_input():
         qa_id(_inp(), "docker/20/runc", "sha256:other-image"),
     ]
     assert ref not in changed and len(set(changed)) == len(changed)
+
+
+def _snapshot(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+CALC_SNAPSHOT = [("calc.py", b"def add(a, b):\n    return a - b\n"), ("tests/test_calc.py", b"from calc import add\n")]
+FIXED = b"def add(a, b):\n    return a + b\n"
+FIX = EditSpec(1, "e1", "calc.py", "@@ -2 +2 @@\n-    return a - b\n+    return a + b\n", hashlib.sha256(FIXED).hexdigest())
+
+
+@pytest.fixture
+def box(tmp_path):
+    return sandbox_or_skip("namespace", SandboxSettings(workdir=str(tmp_path)))
+
+
+def _row(box, snapshot: bytes, edits=(FIX,)) -> dict:
+    inp = _inp(snapshot_ref="sha256:" + hashlib.sha256(snapshot).hexdigest(), edits=edits)
+    return verify_trace(inp, snapshot, box, run_id="test", batch_id="test").row
+
+
+def test_a_snapshot_qa_cannot_read_is_that_traces_error_row(box):
+    row = _row(box, _snapshot([("pkg", b"x"), ("pkg/mod.py", b"y"), *CALC_SNAPSHOT]))
+    assert row["verdict"] == "error" and "the snapshot cannot be used" in row["verdict_reason"]
+
+
+def test_a_host_side_failure_is_that_traces_error_row(box, monkeypatch):
+    def broken(spec):
+        raise RuntimeError("the host ran out of something")
+
+    monkeypatch.setattr(box, "run", broken)
+    row = _row(box, _snapshot(CALC_SNAPSHOT))
+    assert row["verdict"] == "error"
+    assert row["verdict_reason"].endswith("QA failed on the host: RuntimeError: the host ran out of something")
+
+
+def test_a_transient_failure_leaves_no_row_so_the_trace_is_verified_again(box, monkeypatch):
+    def gone(spec):
+        raise StorageUnavailable("the endpoint went away", url="s3://lake")
+
+    monkeypatch.setattr(box, "run", gone)
+    with pytest.raises(StorageUnavailable):
+        _row(box, _snapshot(CALC_SNAPSHOT))
