@@ -76,7 +76,7 @@ def test_deploy_all_then_a_worker_runs_reprocess(tmp_path, prefect_api, cli_env)
     stages = schema["properties"]["stages"]
     assert stages["items"]["enum"] == ["validate", "regrade", "qa", "judge"]  # a typed form in the UI
     assert schema["properties"]["since"]["anyOf"][0]["format"] == "date"
-    assert deployments["forget-participant/forget-participant"].parameter_openapi_schema["required"] == ["participant_id"]
+    assert deployments["forget-participant/forget-participant"].parameter_openapi_schema["required"] == ["participant"]
     assert asyncio.run(_schedules(deployments)) == {
         "process-inbox/process-inbox": "interval",
         "maintain-lake/maintain-lake": "cron",
