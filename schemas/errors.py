@@ -13,6 +13,7 @@ what failed. Every class here is raised somewhere; tests/schemas/test_errors.py 
     ├── UnsupportedTestCommand   (terminal)  QA cannot run this test command safely      .command
     ├── ReportError              (terminal)  a test report is missing, too large or not a report
     ├── SnapshotError            (terminal)  a repo snapshot is not a safe gzip tar of the repo
+    ├── GzipError                (terminal)  a gzip stream is broken, cut, or too large  .too_large
     └── DiffError                (terminal)  a unified diff is malformed or does not apply
         └── ReplayError          (terminal)  a recorded edit did not replay              .seq .event_id .file_path
 
@@ -38,6 +39,7 @@ __all__ = [
     "QUARANTINE_REASON_MEANINGS",
     "ConfigError",
     "DiffError",
+    "GzipError",
     "InvalidInput",
     "LeaseLost",
     "ObjectConflict",
@@ -140,6 +142,14 @@ class SnapshotError(PrtError, TerminalError, ValueError):
     """A repo snapshot is not one (unreadable, too large, an unsafe entry or link); the message says why."""
 
 
+class GzipError(PrtError, TerminalError, ValueError):
+    """A gzip stream is broken or cut (`too_large` False), or decompresses past its limit (True)."""
+
+    def __init__(self, too_large: bool, what: str):
+        self.too_large = too_large
+        super().__init__(what)
+
+
 class DiffError(PrtError, TerminalError, ValueError):
     """A unified diff is malformed or does not apply to the text it is given."""
 
@@ -164,6 +174,7 @@ QuarantineReason = Literal[
     "chunk_conflict",
     "chunk_name",
     "chunk_too_large",
+    "trace_too_large",
     "line_too_large",
     "bad_gzip",
     "not_utf8",
@@ -179,10 +190,12 @@ QuarantineReason = Literal[
     "incomplete",
     "duplicate_trace",
     "expectation_failed",
+    "secret_in_name",
+    "unreadable_artifact",
 ]
 QUARANTINE_REASONS: frozenset[str] = frozenset(get_args(QuarantineReason))
 QUARANTINE_REASON_MEANINGS: dict[str, str] = {
-    "bad_json": "A chunk line is not JSON.",
+    "bad_json": "A chunk line or the manifest is not JSON, or repeats a key.",
     "schema_error": "An event, the manifest or complete.json breaks the schema.",
     "unknown_event_type": "An event's `type` is not one of the five.",
     "seq_gap": "Event seq numbers skip a value.",
@@ -193,6 +206,7 @@ QUARANTINE_REASON_MEANINGS: dict[str, str] = {
     "chunk_conflict": "The same chunk_seq was sent twice with different bytes.",
     "chunk_name": "An object under chunks/ is not named <seq:06d>-<id>.jsonl[.gz].",
     "chunk_too_large": "A chunk, decompressed, is over the size limit.",
+    "trace_too_large": "A trace's chunks, decompressed, are over the trace size limit.",
     "line_too_large": "One event line is over the size limit.",
     "bad_gzip": "A .gz chunk is truncated or not gzip.",
     "not_utf8": "A chunk is not valid UTF-8 (or holds NUL bytes).",
@@ -208,6 +222,8 @@ QUARANTINE_REASON_MEANINGS: dict[str, str] = {
     "incomplete": "Chunks were still missing when the grace period ran out.",
     "duplicate_trace": "A trace with this id but other content is already in the lake.",
     "expectation_failed": "A Great Expectations rule failed; the message names it.",
+    "secret_in_name": "A name stored as it is (a file path, an event, task or chunk id, a field's name) looks like a secret.",
+    "unreadable_artifact": "An output artifact is a gzip stream that cannot be read whole, so it cannot be checked for secrets.",
 }
 """What each reason code means (rendered into docs/ingest.md)."""
 assert set(QUARANTINE_REASON_MEANINGS) == QUARANTINE_REASONS

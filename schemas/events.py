@@ -10,7 +10,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from schemas.types import ArtifactRef, Count, SafeRelPath, Seconds, Sha256Hex, Timestamp
+from schemas.types import ArtifactRef, Count, SafeRelPath, Seconds, Sha256Hex, Timestamp, check_finite_extra
 
 __all__ = [
     "EVENT_ADAPTER",
@@ -46,6 +46,11 @@ class _EventBase(BaseModel):
     """Trace-global position: 0..event_count-1 without gaps across chunks."""
     ts_client_s: Timestamp
     """Client clock, Unix seconds (2000-01-01 .. 2100-01-01)."""
+
+    @model_validator(mode="after")
+    def _finite_extra(self):
+        check_finite_extra(self.__pydantic_extra__)
+        return self
 
 
 class FileEdit(_EventBase):

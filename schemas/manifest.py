@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.types import MAX_TS_S, MIN_TS_S, ArtifactRef, Sha256Hex, TraceId
+from schemas.types import MAX_TS_S, MIN_TS_S, ArtifactRef, Sha256Hex, TraceId, check_finite_extra
 
 __all__ = ["ClientInfo", "Complete", "Environment", "Manifest", "Package", "QaSpec", "RepoInfo", "Session", "TaskInfo"]
 
@@ -25,6 +25,11 @@ def _in_range(value: datetime) -> datetime:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _finite_extra(self):
+        check_finite_extra(self.__pydantic_extra__)
+        return self
 
 
 class Session(_Model):

@@ -62,6 +62,12 @@ class IngestSettings(BaseSettings):
     )
     lease_s: float = Field(900, gt=0, description="How long a batch claim holds before another run may take the batch over.")
     max_chunk_bytes: int = Field(64 * 2**20, ge=1, description="Largest chunk after decompression.")
+    max_trace_bytes: int = Field(
+        32 * 2**20,
+        ge=1,
+        description="Most event bytes in one trace, its chunks decompressed: a lone trace is a batch of its own, and this "
+        "bounds its memory (about 9 times these bytes); outputs over the inline limit are artifacts and do not count.",
+    )
     max_line_bytes: int = Field(2**20, ge=1, description="Largest single event line; larger outputs belong in artifacts.")
     max_artifact_bytes: int = Field(512 * 2**20, ge=1, description="Largest artifact (repo snapshot or output).")
     max_snapshot_unpacked_bytes: int = Field(

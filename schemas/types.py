@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -17,6 +18,7 @@ __all__ = [
     "Sha256Hex",
     "Timestamp",
     "TraceId",
+    "check_finite_extra",
     "unsafe_path_reason",
 ]
 
@@ -42,6 +44,24 @@ Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600, allow_inf_nan=False)]
 
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 """A non-negative count that fits Arrow's int32."""
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def check_finite_extra(extra: dict[str, Any] | None) -> None:
+    """ValueError when an unknown field holds Infinity or NaN (1e400 parses as Infinity): no strict
+    JSON reader takes them back, and the lake stores unknown fields as JSON."""
+    for name, value in (extra or {}).items():
+        if _non_finite(value):
+            raise ValueError(f"unknown field {name!r} holds a number JSON cannot carry (over 1.8e308, Infinity or NaN)")
 
 
 def unsafe_path_reason(path: str) -> str | None:

@@ -17,17 +17,17 @@ import hashlib
 import io
 import json
 import tarfile
-import zlib
 from collections.abc import Mapping
 
 from fsspec import AbstractFileSystem
 
 from client.storage import io_threads, join, map_io, put_immutable, read_bytes, read_many
+from schemas.errors import GzipError
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST
-from tasks.ingest.assemble import AssembledTrace
+from tasks.ingest.assemble import AssembledTrace, gunzip_all
 from tasks.ingest.inbox import TraceListing
 from tasks.ingest.privacy import pseudonym
-from tasks.ingest.redact import redact_bytes, redact_json_value, redact_text
+from tasks.ingest.redact import JsonPairs, dump_pairs, load_pairs, redact_bytes, redact_json_text, redact_pairs, redact_text
 
 __all__ = [
     "ArchivePlan",
@@ -39,6 +39,7 @@ __all__ = [
     "quarantine_marker",
     "read_objects",
     "read_tar",
+    "redact_output",
 ]
 
 ARCHIVE = "archive.tar"
@@ -183,35 +184,25 @@ def archive_traces(fs: AbstractFileSystem, lake_root: str, plans: list[ArchivePl
     put_verified(fs, archives)
 
 
-def _chunk_copy(key: str, data: bytes, digest_map: dict[str, str], limit: int) -> bytes:
+def _chunk_copy(key: str, data: bytes, digest_map: dict[str, str], limit: int) -> bytes | None:
+    """The chunk as quarantine keeps it: every line redacted (keys, repeated keys and escaped text
+    too); None when it cannot be read whole (a cut or broken gzip stream, a bomb): what could be
+    read of it could not be checked either, so nothing of it is kept."""
     gz = key.endswith(".gz")
     if gz:
         try:
-            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            raw = d.decompress(data, limit + 1)
-            if len(raw) > limit or not d.eof:
-                return data  # a bomb or a broken stream: kept as received, it cannot be read anyway
-        except zlib.error:
-            return data
+            raw = gunzip_all(data, limit)
+        except GzipError:
+            return None
     else:
         raw = data
     lines = raw.split(b"\n")
     changed = False
     for i, line in enumerate(lines):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        try:  # structurally when the line is a JSON object, as text otherwise (too deep, not JSON)
-            value = json.loads(text)
-            if not isinstance(value, dict):
-                raise ValueError("not an object")
-            new_value, hits = redact_json_value(value)
-            new = json.dumps(new_value, ensure_ascii=False, separators=(",", ":")) if hits else text
-        except (ValueError, RecursionError):
-            new, hits = redact_text(text)
+        text = line.decode("utf-8", "surrogateescape")
+        new, hits = redact_json_text(text)
         if hits:
-            new_bytes = new.encode("utf-8")
+            new_bytes = new.encode("utf-8", "surrogateescape")
             digest_map[hashlib.sha256(new_bytes).hexdigest()] = hashlib.sha256(line).hexdigest()
             lines[i] = new_bytes
             changed = True
@@ -221,20 +212,30 @@ def _chunk_copy(key: str, data: bytes, digest_map: dict[str, str], limit: int) -
     return gzip.compress(body, mtime=0) if gz else body
 
 
+def redact_output(data: bytes, limit: int) -> bytes | None:
+    """A command's output as the lake may store it: a gzip stream decompressed first (None when it
+    cannot be read whole within `limit` bytes: then nothing in it could be checked), then secrets
+    redacted in its text (bytes that are not UTF-8 stay as they are around them). A gzip tar (a
+    repo snapshot) is kept as it is: QA replays it byte for byte."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            unpacked = gunzip_all(data, limit)
+        except GzipError:
+            return None
+        if unpacked[257:262] == b"ustar":
+            return data
+        data = unpacked
+    new, hits = redact_text(data.decode("utf-8", "surrogateescape"))
+    return new.encode("utf-8", "surrogateescape") if hits else data
+
+
 def _manifest_copy(data: bytes, pseudonym_key: str | None) -> tuple[bytes, bool]:
+    """The manifest as quarantine keeps it: every participant id replaced by its pseudonym (in
+    every copy of a repeated key), every string and key redacted."""
     try:
-        value = json.loads(data)
-        if not isinstance(value, dict):
+        value = load_pairs(data)
+        if not isinstance(value, JsonPairs):
             raise ValueError("not an object")
-        pseudonymized = False
-        session = value.get("session")
-        if pseudonym_key is None:  # already a pseudonym (a copy of the lake's own archive)
-            pseudonymized = True
-        elif isinstance(session, dict) and isinstance(session.get("participant_id"), str):
-            session["participant_id"] = pseudonym(session["participant_id"], pseudonym_key)
-            pseudonymized = True
-        value, _ = redact_json_value(value)
-        return json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8"), pseudonymized
     except (ValueError, UnicodeDecodeError, RecursionError):
         if pseudonym_key is None:
             return redact_bytes(data), False
@@ -242,6 +243,17 @@ def _manifest_copy(data: bytes, pseudonym_key: str | None) -> tuple[bytes, bool]
         # (and so nothing could find and erase): the copy keeps only what it was.
         note = {"unreadable_manifest": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
         return json.dumps(note, indent=2).encode(), False
+    pseudonymized = pseudonym_key is None  # None: already a pseudonym (a copy of the lake's own archive)
+    if pseudonym_key is not None:
+        for k, session in value:
+            if k != "session" or not isinstance(session, JsonPairs):
+                continue
+            ids = [j for j, (sk, sv) in enumerate(session) if sk == "participant_id" and isinstance(sv, str)]
+            for j in ids:
+                session[j] = ("participant_id", pseudonym(session[j][1], pseudonym_key))
+            pseudonymized = pseudonymized or bool(ids)
+    redacted = redact_pairs(value, [])
+    return dump_pairs(redacted).encode("utf-8"), pseudonymized
 
 
 def quarantine_copy(
@@ -253,14 +265,21 @@ def quarantine_copy(
     out: dict[str, bytes] = {}
     digest_map: dict[str, str] = {}
     artifact_map: dict[str, str] = {}
+    dropped: dict[str, str] = {}
     pseudonymized = False
     for key, data in objects.items():
         if key == MANIFEST:
             data, pseudonymized = _manifest_copy(data, pseudonym_key)
         elif key.startswith(CHUNKS_DIR + "/"):
             data = _chunk_copy(key, data, digest_map, max_chunk_bytes)
+            if data is None:
+                dropped[key] = "cannot be read whole (a cut or broken gzip stream, or over the chunk limit): not kept"
+                continue
         elif key.startswith("artifacts/"):
-            new = redact_bytes(data)  # a snapshot tarball is not text and stays as it is
+            new = redact_output(data, max_chunk_bytes)
+            if new is None:
+                dropped[key] = "a gzip stream that cannot be read whole: not kept"
+                continue
             if new != data:
                 stored = hashlib.sha256(new).hexdigest()
                 artifact_map[key.split("/", 1)[1]] = stored
@@ -268,11 +287,11 @@ def quarantine_copy(
             data = new
         else:
             data = redact_bytes(data)
-        out[key] = data
+        out[redact_text(key)[0]] = data  # a chunk's name is the client's: it may hold a secret too
     prior = prior_digest_map or {}
     # Lines redacted earlier (in the raw archive) and now: both lead back to what the client sent.
     combined = {**prior, **{new: prior.get(old, old) for new, old in digest_map.items()}}
-    return out, {"digest_map": combined, "artifact_map": artifact_map, "pseudonymized": pseudonymized}
+    return out, {"digest_map": combined, "artifact_map": artifact_map, "pseudonymized": pseudonymized, "dropped": dropped}
 
 
 def read_objects(fs: AbstractFileSystem, listing: TraceListing) -> dict[str, bytes]:

@@ -9,6 +9,7 @@ decoding and parsing, seq and id uniqueness, the hash chain, artifacts and the s
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from client.snapshot import check_snapshot
 from schemas.chain import chain_head_from_digests
-from schemas.errors import SnapshotError, TraceRejected
+from schemas.errors import GzipError, SnapshotError, TraceRejected
 from schemas.events import EVENT_ADAPTER, Event
 from schemas.layout import ARTIFACT_NAME_RE, ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name, ref_hex
 from schemas.manifest import Complete, Manifest
@@ -56,13 +57,21 @@ def _reject(reason, trace_id: str, key: str | None, what: str) -> TraceRejected:
 
 def parse_manifest(trace_id: str, data: bytes) -> Manifest:
     try:
-        return Manifest.model_validate_json(data)
+        manifest = Manifest.model_validate_json(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         if err["type"] == "json_invalid":
             raise _reject("bad_json", trace_id, MANIFEST, f"is not valid JSON ({err['msg']})") from None
         loc = ".".join(map(str, err["loc"])) or "(root)"
-        raise _reject("schema_error", trace_id, MANIFEST, f"field {loc}: {err['msg']}") from None
+        raise _reject("schema_error", trace_id, MANIFEST, f"field {loc}: {_msg(err)}") from None
+    repeated = repeated_key(data)
+    if repeated is not None:
+        raise _reject("bad_json", trace_id, MANIFEST, _REPEATED.format(repeated))
+    return manifest
+
+
+def _msg(err: dict) -> str:
+    return err["msg"].removeprefix("Value error, ")
 
 
 def _check_layout(tb: TraceBlobs) -> None:
@@ -85,22 +94,23 @@ def _check_layout(tb: TraceBlobs) -> None:
             )
 
 
-def _decompress(tid: str, key: str, raw: bytes, limit: int) -> bytes:
+def gunzip_all(data: bytes, limit: int) -> bytes:
+    """Every gzip member of `data`, decompressed, never more than `limit` bytes; GzipError when
+    the stream is broken, cut, or decompresses to more."""
     out = []
     total = 0
-    data = raw
     while data:
         d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
             part = d.decompress(data, limit + 1 - total)
         except zlib.error as exc:
-            raise _reject("bad_gzip", tid, key, f"is not valid gzip ({exc})") from None
+            raise GzipError(False, f"is not valid gzip ({exc})") from None
         total += len(part)
         out.append(part)
         if total > limit or d.unconsumed_tail:
-            raise _reject("chunk_too_large", tid, key, f"decompresses to more than the {limit}-byte chunk limit")
+            raise GzipError(True, f"decompresses to more than {limit} bytes")
         if not d.eof:
-            raise _reject("bad_gzip", tid, key, "is truncated (the gzip stream ends early)")
+            raise GzipError(False, "is truncated (the gzip stream ends early)")
         data = d.unused_data  # a further gzip member, if any
     return b"".join(out)
 
@@ -123,15 +133,27 @@ def _classify_event_error(tid: str, key: str, lineno: int, exc: ValidationError)
     loc = ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int)) or ("(event)" if err["loc"] else "(root)")
     if "unsafe path" in err["msg"]:
         return _reject("unsafe_path", tid, key, f"{where} field {loc}: {err['msg'].removeprefix('Value error, ')}")
-    return _reject("schema_error", tid, key, f"{where} field {loc}: {err['msg']}")
+    return _reject("schema_error", tid, key, f"{where} field {loc}: {_msg(err)}")
 
 
-def split_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> list[bytes]:
-    """The event lines of one chunk: decompressed within the limit, UTF-8, no empty or oversized lines."""
+def split_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings, *, used: int = 0) -> list[bytes]:
+    """The event lines of one chunk: decompressed within the limits, UTF-8, no empty or oversized
+    lines. `used`: bytes of the trace's chunks before this one (the trace's own limit counts them all)."""
+    limit, room = settings.max_chunk_bytes, settings.max_trace_bytes - used
+    over_trace = f"takes the trace's events past the {settings.max_trace_bytes}-byte trace limit (decompressed)"
     if key.endswith(".gz"):
-        raw = _decompress(tid, key, raw, settings.max_chunk_bytes)
-    elif len(raw) > settings.max_chunk_bytes:
-        raise _reject("chunk_too_large", tid, key, f"is over the {settings.max_chunk_bytes}-byte chunk limit")
+        try:
+            raw = gunzip_all(raw, min(limit, room))
+        except GzipError as exc:
+            if not exc.too_large:
+                raise _reject("bad_gzip", tid, key, str(exc)) from None
+            if room < limit:
+                raise _reject("trace_too_large", tid, key, over_trace) from None
+            raise _reject("chunk_too_large", tid, key, f"decompresses to more than the {limit}-byte chunk limit") from None
+    elif len(raw) > limit:
+        raise _reject("chunk_too_large", tid, key, f"is over the {limit}-byte chunk limit")
+    elif len(raw) > room:
+        raise _reject("trace_too_large", tid, key, over_trace)
     try:
         if not raw.isascii():  # ASCII is UTF-8, and 20 times quicker to check than decoding
             raw.decode("utf-8")
@@ -155,15 +177,40 @@ def split_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> lis
     return lines
 
 
-def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings) -> list[tuple[int, bytes, Event]]:
+def _parse_chunk(tid: str, key: str, raw: bytes, settings: IngestSettings, used: int = 0) -> list[tuple[int, bytes, Event]]:
     out = []
-    for i, line in enumerate(split_chunk(tid, key, raw, settings), 1):
+    for i, line in enumerate(split_chunk(tid, key, raw, settings, used=used), 1):
         try:
             event = EVENT_ADAPTER.validate_json(line)
         except ValidationError as exc:
             raise _classify_event_error(tid, key, i, exc) from None
+        repeated = repeated_key(line)
+        if repeated is not None:
+            raise _reject("bad_json", tid, key, f"line {i} {_REPEATED.format(repeated)}")
         out.append((event.seq, line, event))
     return out
+
+
+_REPEATED = "repeats the key {!r} (JSON readers disagree on which value counts, so no reader may pick one)"
+
+
+def repeated_key(data: bytes) -> str | None:
+    """The first key an object of this JSON text (already known to be valid) repeats, or None."""
+    repeats: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict:
+        out = dict(pairs)
+        if len(out) != len(pairs) and not repeats:
+            seen: set[str] = set()
+            repeats.append(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        return out
+
+    try:
+        json.loads(data, object_pairs_hook=pairs_hook)
+    except (ValueError, RecursionError):  # the validator accepted it, so this cannot happen; it decides
+        return None
+    return repeats[0] if repeats else None
+    return None
 
 
 def _snapshot_problem(data: bytes, max_unpacked: int) -> str | None:
@@ -294,9 +341,11 @@ def assemble_trace(tb: TraceBlobs, settings: IngestSettings) -> AssembledTrace:
     rows: list[tuple[int, bytes, Event]] = []
     where: dict[int, str] = {}
     chunk_seqs: dict[str, list[int]] = {}
+    used = 0
     for seq in range(complete.chunk_count):
         key = header.chunks[seq]
-        parsed = _parse_chunk(tid, key, tb.blobs[key], settings)
+        parsed = _parse_chunk(tid, key, tb.blobs[key], settings, used)
+        used += sum(len(line) + 1 for _, line, _ in parsed)
         chunk_seqs[key] = [s for s, _, _ in parsed]
         for s, _, _ in parsed:
             if s in where:

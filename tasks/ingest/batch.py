@@ -30,9 +30,18 @@ from client.storage import fs_for, io_threads, map_io
 from lake.frames import empty_frame, polars_schema, to_arrow
 from lake.tables import LakeTables
 from schemas.errors import TraceRejected
+from schemas.layout import MANIFEST
 from schemas.settings import IngestSettings
 from schemas.tables import EVENTS, METRICS, QUARANTINE, TRACES
-from tasks.ingest.archive import ArchivePlan, archive_marker, archive_traces, move_to_quarantine, quarantine_marker, read_objects
+from tasks.ingest.archive import (
+    ArchivePlan,
+    archive_marker,
+    archive_traces,
+    move_to_quarantine,
+    quarantine_marker,
+    read_objects,
+    redact_output,
+)
 from tasks.ingest.assemble import AssembledTrace, assemble_trace, parse_manifest
 from tasks.ingest.claims import BatchInfo, Claims, safe_key
 from tasks.ingest.fastpath import assemble_fast
@@ -40,7 +49,15 @@ from tasks.ingest.frames import BatchStamp, events_frame, traces_frame
 from tasks.ingest.inbox import TraceBlobs, TraceListing, bytes_read, delete_trace_objects, load_traces
 from tasks.ingest.metrics import metrics_frame
 from tasks.ingest.privacy import pseudonym
-from tasks.ingest.redact import PREFILTER, redact_bytes, redact_columns, redact_json_value, redact_text, redaction_records
+from tasks.ingest.redact import (
+    PREFILTER,
+    redact_columns,
+    redact_json_value,
+    redact_text,
+    redaction_records,
+    secret_rule,
+    secrets_in_names,
+)
 from tasks.ingest.validate import check_expectations, expectation_frames
 from tasks.stage import stage_task
 
@@ -65,6 +82,13 @@ TRACE_TEXT_COLUMNS = ("task_title", "task_description", "repo_origin", "test_com
 TRACE_LIST_COLUMNS = ("env_install",)
 
 
+def stored_trace_id(trace_id: str) -> str:
+    """The id a rejected trace is stored under: its own, or `redacted-<hash>` when it looks like a secret."""
+    if secret_rule(trace_id) is None:
+        return trace_id
+    return "redacted-" + hashlib.sha256(trace_id.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 @dataclass
 class Rejection:
     trace_id: str
@@ -74,6 +98,14 @@ class Rejection:
     expectation: str | None = None
     participant: str | None = None
     listing: TraceListing | None = None
+
+    def __post_init__(self) -> None:
+        # What a rejection stores and reports (the quarantine row, its folder, the run's summary in
+        # Prefect) never holds a secret: message and object key redacted, a trace id that looks
+        # like a secret replaced by a stand-in (the inbox objects are found through the listing).
+        self.message = redact_text(self.message)[0]
+        self.object_key = self.object_key and redact_text(self.object_key)[0]
+        self.trace_id = stored_trace_id(self.trace_id)
 
     @property
     def keep_raw(self) -> bool:
@@ -183,6 +215,9 @@ def prepare_batch(
         elif listing.status != "ready":
             out.vanished.append(tid)  # no longer complete: another run is cleaning it up
             out.listings.pop(tid)
+        elif secret_rule(tid):
+            why = f"trace {tid}: the trace id looks like a secret ({secret_rule(tid)}); it is kept as {stored_trace_id(tid)}"
+            out.rejected.append(Rejection(tid, "secret_in_name", why, listing=listing))
         else:
             todo.append(listing)
 
@@ -246,7 +281,10 @@ def assemble_batch(out: PreparedBatch, loaded: list[TraceBlobs], settings: Inges
             Rejection(tb.trace_id, exc.reason, str(exc), exc.object_key, participant=participant, listing=tb.listing)
         )
 
-    fast = assemble_fast(loaded, settings)
+    fast = assemble_fast(loaded, settings, max_bytes=settings.batch_max_bytes)
+    for tb in fast.deferred:
+        out.deferred.append((tb.trace_id, bytes_read(tb)))
+        out.listings.pop(tb.trace_id)
     out.accepted += fast.accepted
     out.fast_events = fast.events
     for tb, exc in fast.rejected:
@@ -273,17 +311,55 @@ def _redact_extra(df: pl.DataFrame, column: str) -> pl.DataFrame:
     return df.with_columns(pl.Series(column, values, dtype=pl.String))
 
 
-def _redact_artifacts(trace: AssembledTrace, plan: ArchivePlan) -> None:
-    """Output artifacts are redacted like the events; the lake stores every blob under the hash of
-    its stored bytes, so a redacted output (now or in an earlier pass) gets a new name."""
+def _redact_artifacts(trace: AssembledTrace, plan: ArchivePlan, limit: int) -> str | None:
+    """Output artifacts are redacted like the events (a gzip output is stored decompressed); the
+    lake stores every blob under the hash of its stored bytes, so a changed output gets a new name.
+    Returns why the trace cannot be kept (an output that cannot be read, so cannot be checked)."""
     snapshot = trace.manifest.repo.snapshot.removeprefix("sha256:")
     for hex_, data in trace.artifacts.items():
         if hex_ != snapshot:  # the repo itself is replayed byte for byte in QA
-            data = redact_bytes(data)
+            data = redact_output(data, limit)
+            if data is None:
+                return f"artifacts/{hex_}"
         stored = hashlib.sha256(data).hexdigest()
         if stored != hex_:
             plan.renamed[hex_] = stored
         plan.artifacts[stored] = data
+    return None
+
+
+EVENT_NAME_COLUMNS = ("event_id", "file_path", "framework", "sha")
+TRACE_NAME_COLUMNS = ("task_id", "start_commit", "env_os", "env_python", "env_image", "client_name", "client_version")
+
+
+def _secret_names(prep: PreparedBatch, events: pl.DataFrame, traces: pl.DataFrame) -> dict[str, tuple[str, str | None]]:
+    """trace_id -> (message, object key) for traces where a name holds what looks like a secret:
+    names are stored as they are (a redacted path or id would point at nothing), so the trace is
+    refused (secret_in_name) and its quarantine copy redacted."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for i, (col, rule) in sorted(secrets_in_names(events, EVENT_NAME_COLUMNS, json_columns=("extra",)).items()):
+        tid, seq = events["trace_id"][i], events["seq"][i]
+        what = "the name of an unknown field" if col == "extra" else f"field {col}"
+        out.setdefault(tid, (f"trace {tid}: event seq {seq}: {what} holds what looks like a secret ({rule})", None))
+    packages = traces.select(
+        "trace_id", *TRACE_NAME_COLUMNS, "manifest_extra", "env_dependency_files",
+        env_packages=pl.col("env_packages").list.eval(
+            pl.concat_str([pl.element().struct.field(f).fill_null("") for f in ("name", "version", "path")], separator=" ")
+        ),
+    )  # fmt: skip
+    found = secrets_in_names(
+        packages, TRACE_NAME_COLUMNS, list_columns=("env_dependency_files", "env_packages"), json_columns=("manifest_extra",)
+    )
+    for i, (col, rule) in sorted(found.items()):
+        tid = packages["trace_id"][i]
+        what = "the name of an unknown field" if col == "manifest_extra" else f"field {col}"
+        out.setdefault(tid, (f"trace {tid}: manifest.json: {what} holds what looks like a secret ({rule})", MANIFEST))
+    for t in prep.accepted:
+        for key in t.chunk_seqs:
+            rule = secret_rule(key)
+            if rule and t.trace_id not in out:
+                out[t.trace_id] = (f"trace {t.trace_id}: a chunk's object name holds what looks like a secret ({rule})", None)
+    return out
 
 
 def _archived_lines(plan: ArchivePlan, rows: list[dict], renamed_refs: dict[str, str]) -> None:
@@ -316,6 +392,9 @@ def _archived_manifest(trace: AssembledTrace, row: dict) -> bytes:
     data["repo"]["origin"] = row["repo_origin"]
     if row["manifest_extra"]:
         data.update(json.loads(row["manifest_extra"]))
+    participant = data["session"]["participant_id"]
+    data, _ = redact_json_value(data)  # every other string as the rows hold it (test command, build steps)
+    data["session"]["participant_id"] = participant
     return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
 
 
@@ -328,7 +407,7 @@ def _quarantine_frame(rejected: list[Rejection], prep: PreparedBatch, raw_prefix
             "trace_id": r.trace_id,
             "quarantine_id": r.quarantine_id(stamp.batch_id),
             "reason": r.reason,
-            "message": redact_text(r.message)[0],
+            "message": r.message,
             "object_key": r.object_key,
             "expectation": r.expectation,
             "participant": r.participant,
@@ -349,17 +428,24 @@ def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
     stamp = prep.stamp
     key = settings.pseudonym_key.get_secret_value()
     plans = {t.trace_id: ArchivePlan(t) for t in prep.accepted}
+    late: dict[str, tuple[str, str, str | None, str | None]] = {}
+    """trace_id -> (reason, message, object key, expectation) of traces refused while building."""
     for t in prep.accepted:
-        _redact_artifacts(t, plans[t.trace_id])
+        bad = _redact_artifacts(t, plans[t.trace_id], settings.max_chunk_bytes)
+        if bad:
+            why = f"trace {t.trace_id}: {bad} is a gzip stream that cannot be read whole, so it cannot be checked for secrets"
+            late[t.trace_id] = ("unreadable_artifact", why, bad, None)
     renamed = {f"sha256:{a}": f"sha256:{b}" for p in plans.values() for a, b in p.renamed.items()}
 
     events = events_frame([t for t in prep.accepted if t.events is not None], stamp, fast=prep.fast_events)
+    traces = traces_frame(prep.accepted, stamp, key)
+    for tid, (message, obj) in _secret_names(prep, events, traces).items():  # before redaction renames a field
+        late.setdefault(tid, ("secret_in_name", message, obj, None))
     if renamed:
         events = events.with_columns(pl.col(c).replace(renamed) for c in ("stdout_ref", "stderr_ref"))
     events = _redact_extra(redact_columns(events, TEXT_COLUMNS, list_columns=("failing_tests",)), "extra")
     events = events.with_columns(redactions=redaction_records(events, (*TEXT_COLUMNS, "failing_tests", "extra")))
 
-    traces = traces_frame(prep.accepted, stamp, key)
     traces = _redact_extra(redact_columns(traces, TRACE_TEXT_COLUMNS, list_columns=TRACE_LIST_COLUMNS), "manifest_extra")
     in_events = events.group_by("trace_id").agg(n=pl.col("redactions").list.len().fill_null(0).sum())
     traces = (
@@ -372,18 +458,16 @@ def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
     )
     metrics = metrics_frame(events, traces)
 
-    failures = check_expectations(expectation_frames(events, traces, metrics))
-    if failures:
+    for tid, (name, message) in check_expectations(expectation_frames(events, traces, metrics)).items():
+        late.setdefault(tid, ("expectation_failed", message, None, name))
+    if late:
         for t in list(prep.accepted):
-            if t.trace_id in failures:
-                name, message = failures[t.trace_id]
+            if t.trace_id in late:
+                reason, message, obj, expectation = late[t.trace_id]
                 prep.accepted.remove(t)
                 listing = prep.listings[t.trace_id]
-                prep.rejected.append(
-                    Rejection(
-                        t.trace_id, "expectation_failed", message, None, name, _participant(t.objects, t.trace_id, key), listing
-                    )
-                )
+                participant = _participant(t.objects, t.trace_id, key)
+                prep.rejected.append(Rejection(t.trace_id, reason, message, obj, expectation, participant, listing))
                 plans.pop(t.trace_id)
         keep = pl.col("trace_id").is_in(list(plans))
         events, traces, metrics = events.filter(keep), traces.filter(keep), metrics.filter(keep)

@@ -8,6 +8,7 @@ arrived, the trace is *expired* and gets quarantined as `incomplete`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import Iterable
@@ -233,7 +234,9 @@ def classify(t: TraceListing, now: float, settings: IngestSettings) -> None:
     present = {
         c.seq for key in t.objects if key.startswith(CHUNKS_DIR + "/") and (c := parse_chunk_name(key[len(CHUNKS_DIR) + 1 :]))
     }
-    t.missing_chunks = [s for s in range(t.complete.chunk_count) if s not in present]
+    # The first few missing chunks, for the message: complete.json may claim a million chunks, and
+    # a list of every missing seq would cost tens of bytes each, per trace, on every scan.
+    t.missing_chunks = list(itertools.islice((s for s in range(t.complete.chunk_count) if s not in present), 10))
     if not t.missing_chunks:
         t.status = "ready"
     elif now - t.objects[COMPLETE].mtime > settings.grace_period_s:

@@ -12,8 +12,9 @@ A secret is replaced by `[REDACTED:<rule>]`; callers record `field:rule` per eve
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -23,12 +24,19 @@ __all__ = [
     "MARKER",
     "PREFILTER",
     "RULES",
+    "JsonPairs",
     "Rule",
+    "dump_pairs",
+    "load_pairs",
     "redact_bytes",
     "redact_columns",
+    "redact_json_text",
     "redact_json_value",
+    "redact_pairs",
     "redact_text",
     "redaction_records",
+    "secret_rule",
+    "secrets_in_names",
 ]
 
 
@@ -44,12 +52,19 @@ def _rule(name: str, pattern: str, group: int = 0, flags: int = 0) -> Rule:
     return Rule(name, re.compile(pattern, flags), group)
 
 
+_SECRET_NAME = r"(?:token|secret|passw(?:or)?d|pwd|api_?key|access_?key|auth_?key|credentials?)"
+_VALUE_CHARS = r"[A-Za-z0-9_\-+/=.~]"
+_SNAKE = r"(?-i:(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*|[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"
+"""A name in code (snake_case, UPPER_CASE, a dotted path), which a secret-looking value is not."""
+
 RULES: tuple[Rule, ...] = (
     _rule(
         "private_key",
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
         flags=re.S,
     ),
+    # The end of a key whose beginning was in another field or event (a key pasted across two notes).
+    _rule("private_key", r"(?m)^(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
     _rule("aws_access_key_id", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
     _rule(
         "aws_secret_access_key",
@@ -60,10 +75,21 @@ RULES: tuple[Rule, ...] = (
     _rule("gitlab_token", r"\b(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent)-[A-Za-z0-9_-]{20,1024}"),
     _rule("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
     _rule("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    _rule("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]+"),
-    _rule("stripe_key", r"\b[rs]k_live_[0-9A-Za-z]{16,}"),
+    _rule("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/]+"),
+    _rule("stripe_key", r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}"),
     _rule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_.+/=-]*"),
     _rule("url_password", r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@", 1),
+    # A value assigned to a name that says it is secret (`export API_TOKEN="..."`, `"db_password": "..."`):
+    # 12 or more token characters with a letter and a digit, quoted or standing alone, and not a
+    # snake_case name (so `token = os.environ["T"]`, `token = get_token()`, `token = user_token_2`
+    # stay as they are: a false positive in a diff would stop its replay).
+    _rule(
+        "assigned_secret",
+        rf"(?i)[A-Za-z0-9_-]*{_SECRET_NAME}[A-Za-z0-9_-]*[\"']?\s*[:=]\s*([\"']?)"
+        rf"(?!{_SNAKE}(?!{_VALUE_CHARS}))"
+        rf"((?={_VALUE_CHARS}*\d)(?={_VALUE_CHARS}*[A-Za-z]){_VALUE_CHARS}{{12,}})\1(?![A-Za-z0-9_(\[])",
+        2,
+    ),
 )
 
 # Every rule above and every detect-secrets detector needs one of these fragments to match, so a
@@ -72,10 +98,10 @@ RULES: tuple[Rule, ...] = (
 # an assignment-like character follows on the same line (or a comparison precedes them), as in
 # every keyword pattern of detect-secrets. tests/tasks/ingest/test_redact.py proves the superset property
 # against samples of both layers.
-_KEYWORD = r"(key|pass|pwd|pw|secret|token|contrase)"
+_KEYWORD = r"(key|pass|pwd|pw|secret|token|credential|contrase)"
 PREFILTER = (
-    r"(?i:-----begin|aws|a3t[a-z0-9]|akia|asia|abia|acca|gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent)-"
-    r"|gr1348941|sk-|xox[abposr]-|hooks\.slack|[rs]k_live_|eyj|://[^/\s]*@|accountkey=|akc[a-z0-9]|ap[0-9a-f][a-z0-9]{8}"
+    r"(?i:-----begin|-----end|aws|a3t[a-z0-9]|akia|asia|abia|acca|gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent)-"
+    r"|gr1348941|sk-|xox[abposr]-|hooks\.slack|[rs]k_(?:live|test)_|eyj|://[^/\s]*@|accountkey=|akc[a-z0-9]|ap[0-9a-f][a-z0-9]{8}"
     r"|sg\.|sq0csp-|pypi-|_authtoken|-us[0-9]|[mno][a-z0-9_-]{23,25}\.|[0-9]{8,10}:[a-z0-9_-]{35}|ac[a-z0-9]{32}|sk[a-z0-9]{32}"
     rf"|{_KEYWORD}[^\n]*[=:(;>]|{_KEYWORD}[\s\"'\]]+[a-z0-9_/+-]{{24,}}|[=!]=[^\n]*{_KEYWORD})"
 )
@@ -150,26 +176,79 @@ def redact_text(text: str) -> tuple[str, list[str]]:
 
 
 def redact_bytes(data: bytes) -> bytes:
-    """`data` with secrets redacted when it is UTF-8 text; other bytes are returned unchanged."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data
-    new, hits = redact_text(text)
-    return new.encode("utf-8") if hits else data
+    """`data` with secrets redacted in its text; bytes that are not UTF-8 stay as they are around them."""
+    new, hits = redact_text(data.decode("utf-8", "surrogateescape"))
+    return new.encode("utf-8", "surrogateescape") if hits else data
 
 
 def redact_json_value(value):
-    """(value, rules) with every string inside a decoded JSON value redacted."""
+    """(value, rules) with every string inside a decoded JSON value redacted, object keys included."""
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, list):
         pairs = [redact_json_value(v) for v in value]
         return [p[0] for p in pairs], [h for p in pairs for h in p[1]]
     if isinstance(value, dict):
-        pairs = {k: redact_json_value(v) for k, v in value.items()}
-        return {k: p[0] for k, p in pairs.items()}, [h for p in pairs.values() for h in p[1]]
+        hits: list[str] = []
+        out = {}
+        for k, v in value.items():
+            new_k, hk = redact_text(k)
+            new_v, hv = redact_json_value(v)
+            out[new_k] = new_v
+            hits += hk + hv
+        return out, hits
     return value, []
+
+
+class JsonPairs(list):
+    """A JSON object as the (key, value) pairs it was written with: in order, repeated keys kept."""
+
+
+class _Number(str):
+    """A JSON number (or NaN/Infinity) exactly as written."""
+
+
+def load_pairs(text: str | bytes):
+    """JSON text decoded with every object as JsonPairs and every number as written: `dump_pairs`
+    gives the same document back, repeated keys and all."""
+    return json.loads(text, object_pairs_hook=JsonPairs, parse_float=_Number, parse_int=_Number, parse_constant=_Number)
+
+
+def dump_pairs(value) -> str:
+    if isinstance(value, JsonPairs):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{dump_pairs(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump_pairs(v) for v in value) + "]"
+    if isinstance(value, _Number):
+        return str.__str__(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def redact_pairs(value, hits: list[str]):
+    """`value` (from `load_pairs`) with secrets redacted in every string and key; rules go to `hits`."""
+    if isinstance(value, _Number):
+        return value
+    if isinstance(value, str):
+        new, h = redact_text(value)
+        hits += h
+        return new
+    if isinstance(value, JsonPairs):
+        return JsonPairs((redact_pairs(k, hits), redact_pairs(v, hits)) for k, v in value)
+    if isinstance(value, list):
+        return [redact_pairs(v, hits) for v in value]
+    return value
+
+
+def redact_json_text(text: str) -> tuple[str, list[str]]:
+    """JSON text with secrets redacted in every string, key and copy of a repeated key (which a
+    parser keeping one value would hide), escapes decoded first; other text is redacted as text."""
+    try:
+        value = load_pairs(text)
+    except (ValueError, RecursionError):
+        return redact_text(text)
+    hits: list[str] = []
+    new = redact_pairs(value, hits)
+    return (dump_pairs(new), hits) if hits else (text, [])
 
 
 def redact_columns(df: pl.DataFrame, columns: Iterable[str], *, list_columns: Iterable[str] = ()) -> pl.DataFrame:
@@ -200,6 +279,53 @@ def redact_columns(df: pl.DataFrame, columns: Iterable[str], *, list_columns: It
             values[i] = [redact_text(item)[0] for item in values[i]]
         updates.append(pl.Series(col, values, dtype=pl.List(pl.String)))
     return df.with_columns(updates) if updates else df
+
+
+def secret_rule(name: str) -> str | None:
+    """The rule a secret in `name` (a path, an id, a field's name) fires, or None."""
+    hits = redact_text(name)[1] if _PREFILTER_RE.search(name) else []
+    return hits[0] if hits else None
+
+
+def _json_keys(value) -> Iterable[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _json_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _json_keys(v)
+
+
+def secrets_in_names(
+    df: pl.DataFrame, columns: Iterable[str], *, list_columns: Iterable[str] = (), json_columns: Iterable[str] = ()
+) -> dict[int, tuple[str, str]]:
+    """Row index -> (column, rule) for rows where a name holds what looks like a secret: a string
+    column, an item of a list column, or an object key inside a JSON column. Names are stored as
+    they are (a redacted path or id would point at nothing), so such a row cannot be kept."""
+    found: dict[int, tuple[str, str]] = {}
+
+    def check(col: str, candidates: pl.Series, values: Callable[[object], Iterable[str]]) -> None:
+        mask = candidates.str.contains(PREFILTER).fill_null(False)
+        if not mask.any():
+            return
+        cells = df.get_column(col)
+        for i in mask.arg_true().to_list():
+            for value in values(cells[i]):
+                rule = secret_rule(value)
+                if rule and i not in found:
+                    found[i] = (col, rule)
+
+    for col in columns:
+        if col in df.columns:
+            check(col, df.get_column(col), lambda v: [v])
+    for col in list_columns:
+        if col in df.columns:
+            check(col, df.get_column(col).list.join("\n"), lambda v: list(v))
+    for col in json_columns:
+        if col in df.columns:
+            check(col, df.get_column(col), lambda v: _json_keys(json.loads(v)))
+    return found
 
 
 MARKER = r"\[REDACTED:([A-Za-z0-9_]+)\]"

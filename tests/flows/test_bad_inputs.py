@@ -12,7 +12,7 @@ from flows.ingest import ingest_inbox
 from lake import Lake
 from schemas.errors import QUARANTINE_REASONS
 from schemas.settings import get_ingest_settings
-from tests.support.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY, RawTrace, _member, _tar
+from tests.support.corpus import CASES, LIMITS, LOCAL_ONLY, S3_ONLY, TOKEN, RawTrace, _member, _tar
 from tests.support.tracegen import objects, write_trace
 
 
@@ -57,8 +57,9 @@ def test_corpus_is_quarantined_and_good_traces_are_not_affected(storage_url, req
         row = next((r for r in got.values() if _case_of(r["trace_id"]) == name), None)
         assert row is not None, f"case {name} left no quarantine row"
         assert row["reason"] == reason, f"case {name}: {row['reason']} ({row['message']}), expected {reason}"
-        if row["trace_id"] != "README.txt":
+        if row["trace_id"] != "README.txt" and name != "secret-as-trace-id":
             assert row["trace_id"] in row["message"], row["message"]
+        assert TOKEN not in str(row), f"case {name}: the quarantine row holds the secret"
         if reason == "expectation_failed":
             assert row["expectation"] and row["expectation"] in row["message"]
     assert objects(inbox) == {}  # nothing is left behind, nothing good was lost
@@ -68,4 +69,6 @@ def test_corpus_is_quarantined_and_good_traces_are_not_affected(storage_url, req
 
 def _case_of(trace_id: str) -> str:
     special = {"README.txt": "stray-at-root", "-leading-dash": "unsafe-trace-id", "has space": "trace-id-with-space"}
+    if trace_id.startswith("redacted-"):
+        return "secret-as-trace-id"
     return special.get(trace_id, trace_id.removeprefix("bad-"))

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from schemas.chain import chain_head
 from tests.support.tracegen import SNAPSHOT, T0, manifest, put
 
-LIMITS = {"PRT_MAX_CHUNK_BYTES": str(4 * 2**20), "PRT_MAX_LINE_BYTES": str(2**20), "PRT_MAX_ARTIFACT_BYTES": str(2 * 2**20)}
+LIMITS = {
+    "PRT_MAX_CHUNK_BYTES": str(4 * 2**20),
+    "PRT_MAX_TRACE_BYTES": str(6 * 2**20),
+    "PRT_MAX_LINE_BYTES": str(2**20),
+    "PRT_MAX_ARTIFACT_BYTES": str(2 * 2**20),
+}
 """Ingest limits the corpus runs under (the good traces are far below them)."""
 
 
@@ -172,6 +177,52 @@ def _unsafe_id(name: str) -> Callable[[str], None]:
     def build(inbox: str) -> None:
         for k, v in RawTrace(name).build().items():
             put(inbox, f"{name}/{k}", v)
+
+    return build
+
+
+TOKEN = "ghp_Zx8Kq2Lm5Nv7Bc1Df4Gh6Jk9Pq3Rs0Tu2Wy5A"
+"""A GitHub token (made up): what a name must not hold."""
+
+
+def _manifest_with(tid: str, path: tuple[str, ...], value) -> dict:
+    m = manifest(tid)
+    node = m
+    for k in path[:-1]:
+        node = node.setdefault(k, {})
+    node[path[-1]] = value
+    return m
+
+
+def _chunk_renamed(tid: str, new_id: str) -> Callable[[str], None]:
+    def build(inbox: str) -> None:
+        for k, v in RawTrace(tid).build().items():
+            put(inbox, f"{tid}/{k.replace('-c0.jsonl', f'-{new_id}.jsonl')}", v)
+
+    return build
+
+
+def _gzip_output(tid: str, data: bytes) -> Callable[[str], None]:
+    """A trace whose first command's stdout is the artifact `data`."""
+    ref = hashlib.sha256(data).hexdigest()
+    events = _replace(1, stdout=None, stdout_ref=f"sha256:{ref}")
+    return _with(tid, events=events, artifacts={ref: data})
+
+
+def _line_with_repeat(i: int, key: str, first: str) -> bytes:
+    """Event i's line with `key` written twice: first `first`, then its real value."""
+    line = _line(good_events()[i])
+    return line.replace(b"{", b"{" + json.dumps(key).encode() + b":" + json.dumps(first).encode() + b",", 1)
+
+
+def _manifest_repeat(tid: str) -> Callable[[str], None]:
+    def build(inbox: str) -> None:
+        objs = RawTrace(tid).build()
+        objs["manifest.json"] = objs["manifest.json"].replace(
+            b'{"participant_id": ', b'{"participant_id": "someone-else", "participant_id": ', 1
+        )
+        for k in sorted(objs, key=lambda k: k == "complete.json"):
+            put(inbox, f"{tid}/{k}", objs[k])
 
     return build
 
@@ -379,6 +430,54 @@ CASES: dict[str, tuple[Callable[[str], None], str]] = {
         "expectation_failed",
     ),
     "session-too-long": (_with("bad-session-too-long", complete={"ended_at": "2025-10-20T09:00:00Z"}), "expectation_failed"),
+    # Secrets in names (stored as they are, so refused) and where redaction cannot read
+    "secret-in-file-path": (_with("bad-secret-in-file-path", events=_edit_at(3, f"config/{TOKEN}.py")), "secret_in_name"),
+    "secret-in-event-id": (_with("bad-secret-in-event-id", events=_replace(0, id=TOKEN)), "secret_in_name"),
+    "secret-in-framework": (_with("bad-secret-in-framework", events=_replace(2, framework=TOKEN)), "secret_in_name"),
+    "secret-in-field-name": (_with("bad-secret-in-field-name", events=_replace(0, **{TOKEN: 1})), "secret_in_name"),
+    "secret-in-nested-field-name": (
+        _with("bad-secret-in-nested-field-name", events=_replace(0, editor={"settings": {TOKEN: True}})),
+        "secret_in_name",
+    ),
+    "secret-in-task-id": (
+        _with("bad-secret-in-task-id", manifest=_manifest_with("bad-secret-in-task-id", ("task", "id"), TOKEN)),
+        "secret_in_name",
+    ),
+    "secret-in-client-name": (
+        _with("bad-secret-in-client-name", manifest=_manifest_with("bad-secret-in-client-name", ("client", "name"), TOKEN)),
+        "secret_in_name",
+    ),
+    "secret-in-manifest-field-name": (
+        _with("bad-secret-in-manifest-field-name", manifest=_manifest_with("bad-secret-in-manifest-field-name", (TOKEN,), 1)),
+        "secret_in_name",
+    ),
+    "secret-in-chunk-name": (_chunk_renamed("bad-secret-in-chunk-name", TOKEN), "secret_in_name"),
+    "secret-as-trace-id": (_unsafe_id(TOKEN), "secret_in_name"),
+    "gzip-output-cut": (
+        _gzip_output("bad-gzip-output-cut", gzip.compress(f"export GH={TOKEN}\n".encode() * 50, mtime=0)[:-8]),
+        "unreadable_artifact",
+    ),
+    "trace-too-large": (
+        _with(
+            "bad-trace-too-large",
+            events=[
+                {"id": f"e{i}", "seq": i, "ts_client_s": T0 + i, "type": "rationale_note", "kind": "plan", "text": "x" * 900_000}
+                for i in range(8)
+            ],
+            chunk_size=4,
+            gzip_chunks=True,
+        ),
+        "trace_too_large",
+    ),
+    "repeated-key": (_with("bad-repeated-key", lines=_lines_with(0, _line_with_repeat(0, "text", TOKEN))), "bad_json"),
+    "manifest-repeated-key": (_manifest_repeat("bad-manifest-repeated-key"), "bad_json"),
+    "lone-surrogate": (_with("bad-lone-surrogate", events=_replace(0, text="half a pair: \ud800")), "bad_json"),
+    "number-too-large-in-unknown-field": (
+        _with(
+            "bad-number-too-large-in-unknown-field", lines=_lines_with(0, _line(good_events()[0])[:-1] + b',"confidence":1e400}')
+        ),
+        "schema_error",
+    ),
 }
 
 

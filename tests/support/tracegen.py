@@ -127,12 +127,15 @@ def local_path(url: str) -> Path:
 
 
 def lake_text(url: str) -> str:
-    """Everything stored under `url` as searchable text: parquet decoded, tar and gzip objects unpacked.
+    """Everything stored under `url` as searchable text: parquet decoded, tar and gzip objects
+    unpacked (a cut gzip stream as far as it goes), JSON escapes decoded.
 
-    A secret compressed inside a parquet page would not show up in the raw bytes, so searching
-    raw bytes alone could miss it; this decodes every file the way a reader would.
+    A secret compressed inside a parquet page, a cut gzip stream or a `\\u0070`-style escape would
+    not show up in the raw bytes, so searching raw bytes alone could miss it; this decodes every
+    file the way a reader would.
     """
     import io
+    import zlib
 
     import pyarrow.parquet as pq
 
@@ -145,13 +148,21 @@ def lake_text(url: str) -> str:
         elif key.endswith(".parquet"):
             parts.append(str(pq.read_table(io.BytesIO(data)).to_pylist()))
         elif data[:2] == b"\x1f\x8b":
-            try:
-                parts.append(gzip.decompress(data).decode("utf-8", "replace"))
-            except (OSError, EOFError):
-                parts.append(data.decode("utf-8", "replace"))
+            text, rest = b"", data
+            while rest[:2] == b"\x1f\x8b":  # member after member
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                try:
+                    text += d.decompress(rest)
+                except zlib.error:
+                    break
+                rest = d.unused_data
+            parts.append((text or data).decode("utf-8", "replace"))
         else:
             parts.append(data.decode("utf-8", "replace"))
-    return "\n".join(parts)
+    text = "\n".join(parts)
+    if "\\u" in text:  # what a JSON reader would see, too
+        text += "\n" + text.encode("ascii", "backslashreplace").decode("unicode_escape", "replace")
+    return text
 
 
 def write_repo_trace(

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,11 +18,15 @@ from tasks.ingest.frames import BatchStamp, events_frame
 from tests.support.corpus import CASES, RawTrace, good_events
 from tests.tasks.ingest.test_fuzz import LIMITS, _blobs
 
+RAW_HUGE = "<1e400>"
+"""Written into the line as the bare number 1e400 (json.dumps cannot: it is Infinity once parsed)."""
 STAMP = BatchStamp("b", "r", datetime(2026, 1, 1, tzinfo=UTC))
 FIELD_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-300, 2**40), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6),
     st.sampled_from(["", "a" * 64, "/etc/x", "a/../b", "src/ok.py", "plan", "hypothesis", "sha256:" + "b" * 64, "abcdef1", "1.5", "7"]),
     st.lists(st.one_of(st.text(max_size=4), st.integers(), st.none()), max_size=3),
+    # Escapes: lone and paired surrogates, NUL, an escaped backslash; a number too large for a double.
+    st.sampled_from(["\ud800", "a\udfffb", "\U0001f600", "\x00", "\\u0041", RAW_HUGE]),
 )  # fmt: skip
 FIELDS = ["id", "seq", "ts_client_s", "type", "file_path", "diff_unified", "buffer_hash_after", "command", "exit_code", "duration_s",
           "stdout", "stdout_ref", "stderr", "framework", "passed", "failed", "errors", "skipped", "failing_tests", "sha", "message",
@@ -32,7 +37,7 @@ def _line(event: dict, duplicate: str | None) -> bytes:
     text = json.dumps(event, separators=(",", ":"))
     if duplicate and duplicate in event:  # a repeated key: polars keeps the first value, pydantic the last
         text = text[:-1] + f',"{duplicate}":{json.dumps(event[duplicate])}' + "}"
-    return text.encode()
+    return text.replace(f'"{RAW_HUGE}"', "1e400").encode()
 
 
 @st.composite
@@ -96,3 +101,40 @@ def test_events_with_unknown_fields_go_the_pydantic_way_and_keep_them():
     assert _fast_rows(objects) is None
     rows = events_frame([_slow(objects)], STAMP)
     assert json.loads(rows.filter(pl.col("seq") == 0)["extra"][0]) == {"editor": {"name": "vim", "version": 9}}
+
+
+ESCAPES = ["\ud800", "a\udfffb", "\ud83d\ude00", "\U0001f600", "\x00", "\\u0041", "\\ud800", "tab\there"]
+STRING_FIELDS = {0: "text", 1: "command", 3: "message"}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.lists(st.sampled_from(ESCAPES) | st.text(st.characters(exclude_categories=()), max_size=3), max_size=4).map("".join),
+    which=st.sampled_from(sorted(STRING_FIELDS)),
+)
+def test_fast_path_and_pydantic_agree_on_escapes(value, which):
+    """Strings full of escapes (json.dumps writes every non-ASCII character as one): a lone
+    surrogate is bad JSON for pydantic, so the fast path must not store it as something else."""
+    events = good_events()
+    events[which] = {**events[which], STRING_FIELDS[which]: value}
+    objects = RawTrace("t", events=events).build()
+    slow, fast = _slow(objects), _fast_rows(objects)
+    if fast is not None:
+        assert slow is not None, "the fast path accepted a trace the models reject"
+        assert fast.equals(events_frame([slow], STAMP))
+
+
+def test_a_lone_surrogate_is_bad_json_on_both_paths():
+    events = good_events()
+    events[0] = {**events[0], "text": "half a pair: \ud800"}
+    objects = RawTrace("t", events=events).build()
+    assert _fast_rows(objects) is None and _slow(objects) is None
+
+
+def test_an_unknown_field_cannot_hold_infinity():
+    events = good_events()
+    objects = RawTrace("t", lines=[_line(e, None) for e in events]).build()
+    key = next(k for k in objects if k.startswith("chunks/"))
+    objects[key] = objects[key].replace(b'"kind":"hypothesis"', b'"kind":"hypothesis","confidence":1e400', 1)
+    with pytest.raises(TraceRejected, match="'confidence' holds a number JSON cannot carry"):
+        assemble_trace(_blobs(objects), LIMITS)

@@ -50,3 +50,25 @@ def test_an_inbox_without_folders_still_reports_its_strays(tmp_path):
     assert parts == [ScanPart((), root=True)]
     assert [o.key for o in scan_inbox(fs, root, SETTINGS, part=parts[0]).stray] == ["stray.txt"]
     assert scan_parts(*fs_for(str(tmp_path / "missing"))) == [ScanPart((), root=True)]
+
+
+def test_a_huge_chunk_count_costs_the_scan_nothing(tmp_path):
+    """complete.json may claim a million chunks: 40 such traces once made one scan hold 1.5 GB."""
+    import time
+    import tracemalloc
+
+    from tests.support.corpus import RawTrace
+
+    inbox = str(tmp_path / "inbox")
+    for i in range(40):
+        RawTrace(f"cc-{i}", complete={"chunk_count": 1_000_000}).write(inbox)
+    fs, root = fs_for(inbox)
+    tracemalloc.start()
+    try:
+        scan = scan_inbox(fs, root, SETTINGS, now=time.time() + 10 * SETTINGS.grace_period_s)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert {t.status for t in scan.traces.values()} == {"expired"}
+    assert scan.traces["cc-0"].missing_chunks == list(range(2, 12))  # the first ten, for the message
+    assert peak < 20 * 2**20, f"the scan held {peak / 2**20:.0f} MiB"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+from collections import Counter
+
 import polars as pl
 import pytest
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
@@ -10,6 +14,7 @@ from client.writer import TraceWriter
 from flows.ingest import ingest_inbox
 from lake import Lake
 from tasks.ingest.redact import _PREFILTER_RE, redact_text
+from tests.support.corpus import CASES, TOKEN, RawTrace, good_events
 from tests.support.tracegen import SNAPSHOT, T0, lake_text, manifest, objects, put
 
 SECRETS = {
@@ -26,6 +31,9 @@ SECRETS = {
     "keyword_password": 'password = "CorrectHorseBattery9"',
     "stripe_key": "sk_live_Zx8Kq2Lm5Nv7Bc1Df4Gh6Jk9",
     "gitlab_token": "glpat-Zx8Kq2Lm5Nv7Bc1Df4Gh6",
+    "stripe_test_key": "sk_test_Qm3Zx8Kp2Lw5Nv7Bc1Df4Gh6",
+    "slack_workflow_webhook": "https://hooks.slack.com/workflows/T0123ABCD/A0456EFGH/123456789012345678/Pq3Rs0Tu2Wy5AaBcDe",
+    "export_token": 'export API_TOKEN="Lw5Nv7Bc1Df4Gh6Jk9Pq3Rs0"',
 }
 # The part of each sample that must never be stored (the whole sample, or its secret value).
 NEEDLES = {
@@ -36,6 +44,8 @@ NEEDLES = {
     "keyword_password": "CorrectHorseBattery9",
     "jwt": "eyJzdWIiOiJhbGljZS1zZWNyZXQiLCJpYXQiOjE3MDAwMDAwMDB9",
     "slack_webhook": "Zx8Kq2Lm5Nv7Bc1Df4Gh6Jk9",
+    "slack_workflow_webhook": "Pq3Rs0Tu2Wy5AaBcDe",
+    "export_token": "Lw5Nv7Bc1Df4Gh6Jk9Pq3Rs0",
 }
 
 
@@ -81,13 +91,20 @@ def test_prefilter_lets_every_detectable_secret_through(line):
     assert _PREFILTER_RE.search(line)
 
 
+PEM_BODY = "MIIEowIBAAKCAQEAsplit7Kq2Lm5Nv7Bc1Df4Gh6Jk9Pq3Rs0Tu2Wy5A"
+
+
 def _planted_trace(inbox: str, trace_id: str) -> None:
     everything = "\n".join(SECRETS.values())
     clock = iter(T0 + i for i in range(100))
     m = manifest(trace_id, task={"id": "T-9", "title": f"leak {SECRETS['github_token']}", "description": everything})
     m["repo"] = {"origin": SECRETS["url_password"], "start_commit": "abc"}
+    m["qa"] = {"test_command": f"GH_TOKEN={SECRETS['github_token']} python -m pytest -q", "timeout_s": 60}
     with TraceWriter(inbox, m, snapshot=SNAPSHOT, inline_output_bytes=8192, clock=lambda: next(clock)) as w:
         w.note("observation", f"found these: {everything}")
+        # A private key pasted across two notes: the second half has no BEGIN line of its own.
+        w.note("observation", f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY[:20]}")
+        w.note("observation", f"{PEM_BODY[20:]}\nQm3Zx8Kp2Lw5Nv7Bc1Df4Gh6Jk9Pq3Rs0\n-----END RSA PRIVATE KEY-----")
         w.cmd_run(
             f"deploy --token {SECRETS['github_token']} --db {SECRETS['url_password']}",
             exit_code=0,
@@ -96,6 +113,10 @@ def _planted_trace(inbox: str, trace_id: str) -> None:
             stderr=everything,
         )
         w.cmd_run("cat big.log", exit_code=0, duration_s=0.1, stdout=(everything + "\n") * 50)  # an output artifact
+        # An output the client stored gzip-compressed, and one that is not UTF-8 around its secret.
+        gz = w.artifact(gzip.compress((everything + "\n").encode() * 20, mtime=0))
+        latin = w.artifact(b"caf\xe9 " + SECRETS["github_token"].encode() + b" \xff\xfe")
+        w._emit("cmd_run", {}, command="zcat", exit_code=0, duration_s=0.1, stdout_ref=gz, stderr_ref=latin)
         w.edit_file("settings.py", None, f"API_KEY = '{SECRETS['openai_key']}'\n{SECRETS['keyword_password']}\n")
         w.test_run(
             "pytest", "pytest", passed=1, failed=1, failing_tests=[f"tests/test_x.py::test_token[{SECRETS['slack_token']}]"]
@@ -108,6 +129,20 @@ def _planted_trace(inbox: str, trace_id: str) -> None:
         )
 
 
+REFUSED = [
+    name for name in CASES if name.startswith("secret-") or name in ("repeated-key", "manifest-repeated-key", "gzip-output-cut")
+]
+"""Corpus cases where a secret sits where it cannot be redacted: each is refused, and its quarantine copy redacted."""
+
+
+def _cut_gzip_chunk(inbox: str) -> None:
+    """A gzip chunk without its trailer: unreadable as a whole, readable as far as it goes."""
+    lines = [json.dumps({**e, "text": f"{e.get('text', '')} {SECRETS['github_token']}"}).encode() for e in good_events()]
+    RawTrace(
+        "t-cut-gzip", lines=lines, gzip_chunks=True, chunk_bytes={0: gzip.compress(b"\n".join(lines[:2]) + b"\n")[:-8]}
+    ).write(inbox)
+
+
 def test_secrets_planted_everywhere_are_found_nowhere(storage_url, prefect_api):
     inbox, lake = storage_url("inbox"), storage_url("lake")
     _planted_trace(inbox, "t-leaky")
@@ -116,12 +151,18 @@ def test_secrets_planted_everywhere_are_found_nowhere(storage_url, prefect_api):
     put(
         inbox, key_complete, objects(inbox)[key_complete].replace(b'"chain_head": "', b'"chain_head": "0')
     )  # quarantined, with its secrets
+    for name in REFUSED:
+        CASES[name][0](inbox)
+    _cut_gzip_chunk(inbox)
     summary = ingest_inbox(inbox=inbox, lake=lake)
-    assert summary.ingested == ["t-leaky"] and [r for _, r, _ in summary.quarantined] == ["schema_error"]
+    assert summary.ingested == ["t-leaky"]
+    reasons = Counter(r for _, r, _ in summary.quarantined)
+    assert reasons == Counter({"schema_error": 1, "bad_gzip": 1, **Counter(CASES[n][1] for n in REFUSED)})
 
-    text = lake_text(lake)
-    leaked = [name for name, needle in NEEDLES.items() if needle in text]
-    assert leaked == [], f"secrets found under the lake: {leaked}"
+    text = lake_text(lake) + json.dumps(_prefect_artifacts(prefect_api))
+    needles = {**NEEDLES, "pem_second_half": PEM_BODY[20:], "name_token": TOKEN}
+    leaked = [name for name, needle in needles.items() if needle in text]
+    assert leaked == [], f"secrets found under the lake or in Prefect: {leaked}"
 
     lk = Lake(lake)
     records = (
@@ -140,4 +181,16 @@ def test_secrets_planted_everywhere_are_found_nowhere(storage_url, prefect_api):
         trace["redaction_count"] >= len(records)
         and "[REDACTED:" in trace["task_description"]
         and "[REDACTED:url_password]" in trace["repo_origin"]
+        and "[REDACTED:github_token]" in trace["test_command"]
     )
+    # The gzip output is stored decompressed and redacted, under the name of what is stored.
+    zcat = lk.events().filter(pl.col("trace_id").eq("t-leaky") & pl.col("command").eq("zcat")).collect().row(0, named=True)
+    stored = objects(lake)[f"artifacts/{zcat['stdout_ref'].removeprefix('sha256:')}"]
+    assert stored.startswith(b"[REDACTED:") and stored.count(b"[REDACTED:jwt]") == 20
+
+
+def _prefect_artifacts(api: str) -> list[dict]:
+    """Every artifact the runs published (tables and summaries): they live in Prefect's database."""
+    import httpx
+
+    return httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
