@@ -28,6 +28,7 @@ from schemas.errors import SnapshotError
 from schemas.types import unsafe_path_reason
 
 __all__ = [
+    "MAX_HEADER_BYTES",
     "MAX_SNAPSHOT_MEMBERS",
     "SnapshotEntry",
     "check_snapshot",
@@ -43,6 +44,12 @@ MAX_SNAPSHOT_MEMBERS = 100_000
 _SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "node_modules"}
 _TAR_ALLOWANCE = 64 * 2**20
 """Bytes of tar headers (512 per entry, more with pax headers) allowed on top of the content limit."""
+MAX_HEADER_BYTES = 64 * 2**10
+"""The largest extended header (pax, GNU long name): tarfile turns one into a dict of every record
+it holds, and copies a global one into every later entry, so a small upload of them can cost
+gigabytes. `git archive` writes one 52-byte global header; long paths take a few hundred bytes."""
+_EXTENDED = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
+_MAX_HEADER_CHAIN = 4
 
 
 def _gzip(raw: bytes) -> bytes:
@@ -142,6 +149,30 @@ class _Bounded(io.RawIOBase):
         return len(chunk)
 
 
+class _CheckedInfo(tarfile.TarInfo):
+    """A tar header that refuses, before tarfile parses it, an extended header over
+    MAX_HEADER_BYTES, global headers adding up to more, a chain of extended headers (tarfile
+    recurses once per link) and GNU sparse entries (unbounded lists of extents)."""
+
+    def _proc_member(self, tarfile_):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise SnapshotError(f"entry {self.name!r} is a GNU sparse file; only files, folders and relative links are allowed")
+        if self.type not in _EXTENDED:
+            return super()._proc_member(tarfile_)
+        seen = getattr(tarfile_, "_prt_seen", {"chain": 0, "global": 0})
+        tarfile_._prt_seen = seen
+        seen["global"] += self.size if self.type == tarfile.XGLTYPE else 0
+        if self.size > MAX_HEADER_BYTES or seen["global"] > MAX_HEADER_BYTES:
+            raise SnapshotError(f"has an extended tar header over {MAX_HEADER_BYTES} bytes")
+        if seen["chain"] >= _MAX_HEADER_CHAIN:
+            raise SnapshotError(f"has more than {_MAX_HEADER_CHAIN} extended tar headers in a row")
+        seen["chain"] += 1
+        try:
+            return super()._proc_member(tarfile_)
+        finally:
+            seen["chain"] -= 1
+
+
 def iter_snapshot(data: bytes, *, max_unpacked: int, with_data: bool = True) -> Iterator[SnapshotEntry]:
     """The entries of a snapshot, checked as they come, in order; a SnapshotError names the first
     problem (problems of the whole, such as a link leading out through another link, at the end).
@@ -150,8 +181,9 @@ def iter_snapshot(data: bytes, *, max_unpacked: int, with_data: bool = True) -> 
     layout = _Layout()
     total = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for i, member in enumerate(tar):
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CheckedInfo) as tar:
+            for i, member in enumerate(iter(tar.next, None)):
+                tar.members.clear()  # tarfile keeps every header it read; one at a time is enough here
                 if i >= MAX_SNAPSHOT_MEMBERS:
                     raise SnapshotError(f"has more than {MAX_SNAPSHOT_MEMBERS} entries")
                 name = member.name.removeprefix("./").rstrip("/")

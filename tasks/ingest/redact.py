@@ -63,8 +63,6 @@ RULES: tuple[Rule, ...] = (
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
         flags=re.S,
     ),
-    # The end of a key whose beginning was in another field or event (a key pasted across two notes).
-    _rule("private_key", r"(?m)^(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
     _rule("aws_access_key_id", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
     _rule(
         "aws_secret_access_key",
@@ -77,17 +75,19 @@ RULES: tuple[Rule, ...] = (
     _rule("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
     _rule("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/]+"),
     _rule("stripe_key", r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}"),
-    _rule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_.+/=-]*"),
-    _rule("url_password", r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@]+:([^/\s@]+)@", 1),
+    _rule("jwt", r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_.+/=-]*"),
+    _rule("url_password", r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^/\s:@]++:([^/\s@]+)@", 1),
     # A value assigned to a name that says it is secret (`export API_TOKEN="..."`, `"db_password": "..."`):
     # 12 or more token characters with a letter and a digit, quoted or standing alone, and not a
     # snake_case name (so `token = os.environ["T"]`, `token = get_token()`, `token = user_token_2`
-    # stay as they are: a false positive in a diff would stop its replay).
+    # stay as they are: a false positive in a diff would stop its replay). Every part is bounded or
+    # possessive, and a name starts only where a word does: Python's `re` backtracks, and this rule
+    # once took 37 s on 3 KB of "token" repeated (tests/tasks/ingest/test_redact.py repeats it).
     _rule(
         "assigned_secret",
-        rf"(?i)[A-Za-z0-9_-]*{_SECRET_NAME}[A-Za-z0-9_-]*[\"']?\s*[:=]\s*([\"']?)"
+        rf"(?i)(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*?{_SECRET_NAME})[A-Za-z0-9_-]*+[\"']?\s*+[:=]\s*+([\"']?)"
         rf"(?!{_SNAKE}(?!{_VALUE_CHARS}))"
-        rf"((?={_VALUE_CHARS}*\d)(?={_VALUE_CHARS}*[A-Za-z]){_VALUE_CHARS}{{12,}})\1(?![A-Za-z0-9_(\[])",
+        rf"((?={_VALUE_CHARS}{{0,255}}\d)(?={_VALUE_CHARS}{{0,255}}[A-Za-z]){_VALUE_CHARS}{{12,}})\1(?![A-Za-z0-9_(\[])",
         2,
     ),
 )
@@ -106,6 +106,39 @@ PREFILTER = (
     rf"|{_KEYWORD}[^\n]*[=:(;>]|{_KEYWORD}[\s\"'\]]+[a-z0-9_/+-]{{24,}}|[=!]=[^\n]*{_KEYWORD})"
 )
 _PREFILTER_RE = re.compile(PREFILTER)
+_KEY_END = re.compile(r"(?m)^-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+_KEY_LINE = re.compile(r"[A-Za-z0-9+/=]{16,}\r?")
+
+
+def _may_hold_secrets(texts: list[str]) -> list[bool]:
+    """PREFILTER on each text. Python's `re` backtracks on it (0.4 s for 1 MB of prose, worse on
+    "==" repeated); long texts go to polars' regex engine, which runs in linear time."""
+    if sum(map(len, texts)) <= 4096:
+        return [bool(_PREFILTER_RE.search(t)) for t in texts]
+    return pl.Series(texts, dtype=pl.String).str.contains(PREFILTER).to_list()
+
+
+def _redact_key_tails(text: str, hits: list[str]) -> str:
+    """The end of a private key whose beginning was in another field or event (a key pasted across
+    two notes): the whole base64 lines just before an END line, and the END line. Walked back
+    from each END line (a regex trying every line start backtracks quadratically)."""
+    if "-----END" not in text:
+        return text
+    out, pos = [], 0
+    for m in _KEY_END.finditer(text):
+        start = m.start()
+        while start > pos:
+            line_start = max(text.rfind("\n", pos, start - 1) + 1, pos)
+            if not _KEY_LINE.fullmatch(text, line_start, start - 1):
+                break
+            start = line_start
+        if start < m.start():
+            out += [text[pos:start], _mark("private_key")]
+            hits.append("private_key")
+            pos = m.end()
+    return "".join(out) + text[pos:] if out else text
+
+
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.~]*")
 
 
@@ -135,30 +168,50 @@ def _expand(line: str, start: int, end: int) -> tuple[int, int]:
     return start, m.end() if m else end
 
 
+_WINDOW, _STEP, _LONG_RUN = 1024, 768, re.compile(r"[\w-]{257,}")
+
+
+def _detector_views(line: str) -> list[str]:
+    """What the detectors read of a line: the line itself when short; else windows of 1,024
+    characters (overlapping by 256) of the line with every run of 257+ word characters cut after
+    256. detect-secrets' patterns backtrack quadratically in both the line's length and such runs
+    ("password" repeated 375 times took 1.1 s); a secret they find is looked up, and grown to its
+    whole token, in the line itself."""
+    if len(line) <= _WINDOW and not _LONG_RUN.search(line):
+        return [line]
+    cut = _LONG_RUN.sub(lambda m: m.group()[:256] + "\n", line)
+    return [cut[i : i + _WINDOW] for i in range(0, max(len(cut) - _WINDOW + _STEP, 1), _STEP)]
+
+
 def _redact_detected(text: str, hits: list[str]) -> str:
     lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if not _PREFILTER_RE.search(line):
+    for i, (line, maybe) in enumerate(zip(lines, _may_hold_secrets(lines), strict=True)):
+        if not maybe:
             continue
-        for plugin in _detectors():
-            for secret in plugin.analyze_line(filename="trace", line=line, line_number=i + 1):
-                value = secret.secret_value
-                if not value or value.startswith("[REDACTED"):
-                    continue
-                pos = line.find(value)
-                while pos >= 0:
-                    start, end = _expand(line, pos, pos + len(value))
-                    rule = _detector_rule(plugin)
-                    line = line[:start] + _mark(rule) + line[end:]
-                    hits.append(rule)
-                    pos = line.find(value, start + len(_mark(rule)))
+        views = _detector_views(line)
+        found = {
+            (_detector_rule(plugin), secret.secret_value)
+            for view, view_maybe in zip(views, _may_hold_secrets(views), strict=True)
+            if view_maybe
+            for plugin in _detectors()
+            for secret in plugin.analyze_line(filename="trace", line=view, line_number=i + 1)
+        }
+        for rule, value in sorted(found, key=lambda f: (-len(f[1] or ""), f[0])):
+            if not value or value.startswith("[REDACTED"):
+                continue
+            pos = line.find(value)
+            while pos >= 0:
+                start, end = _expand(line, pos, pos + len(value))
+                line = line[:start] + _mark(rule) + line[end:]
+                hits.append(rule)
+                pos = line.find(value, start + len(_mark(rule)))
         lines[i] = line
     return "\n".join(lines)
 
 
 def redact_text(text: str) -> tuple[str, list[str]]:
     """`text` with secrets replaced, and the names of the rules that fired (one per secret)."""
-    if not text or not _PREFILTER_RE.search(text):
+    if not text or not _may_hold_secrets([text])[0]:
         return text, []
     hits: list[str] = []
     for rule in RULES:
@@ -171,6 +224,7 @@ def redact_text(text: str) -> tuple[str, list[str]]:
             return m.string[m.start() : s] + _mark(rule.name) + m.string[e : m.end()]
 
         text = rule.pattern.sub(_sub, text)
+    text = _redact_key_tails(text, hits)
     text = _redact_detected(text, hits)
     return text, hits
 
@@ -283,7 +337,7 @@ def redact_columns(df: pl.DataFrame, columns: Iterable[str], *, list_columns: It
 
 def secret_rule(name: str) -> str | None:
     """The rule a secret in `name` (a path, an id, a field's name) fires, or None."""
-    hits = redact_text(name)[1] if _PREFILTER_RE.search(name) else []
+    hits = redact_text(name)[1]
     return hits[0] if hits else None
 
 

@@ -79,16 +79,54 @@ def test_a_second_gzip_member_is_read_too():
         read_snapshot(hidden, max_unpacked=LIMIT)
 
 
-def test_a_huge_pax_header_is_bounded_by_what_it_decompresses_to():
-    info = tarfile.TarInfo("a.py")
-    info.pax_headers = {"comment": "x" * (80 << 20)}
+def _pax(entries: list[tarfile.TarInfo], global_headers: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(info, io.BytesIO(b""))
-    data = gzip.compress(buf.getvalue(), 9)
-    assert len(data) < 200_000
-    with pytest.raises(SnapshotError, match="unpacks to more than"):
-        read_snapshot(data, max_unpacked=LIMIT)
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers=global_headers) as tar:
+        for info in entries:
+            tar.addfile(info, io.BytesIO(b"x" * info.size))
+    return gzip.compress(buf.getvalue(), 9)
+
+
+def test_extended_headers_are_bounded_before_tarfile_parses_them():
+    """tarfile turns a pax header into a dict of its records and copies a global one into every
+    later entry: 50 KiB of upload (20,000 global keys, 2,000 entries) cost 794 MiB before."""
+    one_huge = tarfile.TarInfo("a.py")
+    one_huge.pax_headers = {"comment": "x" * (80 << 20)}
+    many_keys = tarfile.TarInfo("a.py")
+    many_keys.pax_headers = {f"k{i}": "" for i in range(300_000)}
+    global_bomb = _pax([tarfile.TarInfo(f"f{i}.py") for i in range(2000)], {f"g{i}": "" for i in range(20_000)})
+    assert len(global_bomb) < 100_000
+    for data in (_pax([one_huge]), _pax([many_keys]), global_bomb):
+        with pytest.raises(SnapshotError, match="extended tar header over 65536 bytes"):
+            read_snapshot(data, max_unpacked=LIMIT)
+
+
+def test_a_chain_of_extended_headers_and_sparse_entries_are_refused():
+    gnu = io.BytesIO()
+    with tarfile.open(fileobj=gnu, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for _ in range(5):  # each long-name header is followed by the next: tarfile recurses per link
+            info = tarfile.TarInfo("n" * 200)
+            info.type = tarfile.GNUTYPE_LONGNAME
+            info.size = 0
+            tar.fileobj.write(info.tobuf(tarfile.GNU_FORMAT))
+        tar.addfile(tarfile.TarInfo("a.py"))
+    with pytest.raises(SnapshotError, match="extended tar headers in a row"):
+        read_snapshot(gzip.compress(gnu.getvalue()), max_unpacked=LIMIT)
+    sparse = tarfile.TarInfo("s.bin")
+    sparse.type = tarfile.GNUTYPE_SPARSE
+    raw = sparse.tobuf(tarfile.GNU_FORMAT) + b"\0" * 1024
+    with pytest.raises(SnapshotError, match="GNU sparse file"):
+        read_snapshot(gzip.compress(raw), max_unpacked=LIMIT)
+
+
+def test_ordinary_extended_headers_still_read():
+    """What real tools write: git archive's global comment, pax names for non-ASCII and long paths."""
+    long_name = tarfile.TarInfo("src/" + "a" * 120 + "/" + "b" * 120 + ".py")
+    long_name.size = 1
+    unicode = tarfile.TarInfo("café.py")
+    unicode.size = 1
+    data = _pax([unicode, long_name], {"comment": "0" * 40})
+    assert {e.name for e in read_snapshot(data, max_unpacked=LIMIT)} == {"café.py", long_name.name}
 
 
 def test_cut_and_garbage_snapshots_are_refused():

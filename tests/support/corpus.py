@@ -113,6 +113,17 @@ def _two_members(first: list, second: list) -> bytes:
     return gzip.compress(raw + b"\0" * (-len(raw) % 512)) + _tar(second)
 
 
+def _pax_bomb() -> bytes:
+    """40 KiB of upload that tarfile would turn into a dict of 20,000 keys copied into 2,000 entries."""
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={f"g{i}": "" for i in range(20_000)}
+    ) as tar:
+        for i in range(2000):
+            tar.addfile(tarfile.TarInfo(f"f{i}.py"))
+    return buf.getvalue()
+
+
 def _member(
     name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"x", linkname: str = ""
 ) -> tuple[tarfile.TarInfo, bytes | None]:
@@ -374,6 +385,7 @@ CASES: dict[str, tuple[Callable[[str], None], str]] = {
     ),
     "snapshot-too-deep": (_with("bad-snapshot-too-deep", snapshot=_tar([_member("d/" * 1000 + "x.py")])), "bad_snapshot"),
     "snapshot-name-too-long": (_with("bad-snapshot-name-too-long", snapshot=_tar([_member("n" * 300 + ".py")])), "bad_snapshot"),
+    "snapshot-pax-header-bomb": (_with("bad-snapshot-pax-header-bomb", snapshot=_pax_bomb()), "bad_snapshot"),
     "unsafe-trace-id": (_unsafe_id("-leading-dash"), "unsafe_path"),
     "trace-id-with-space": (_unsafe_id("has space"), "unsafe_path"),
     # Artifacts and snapshot

@@ -68,6 +68,43 @@ def test_ordinary_text_is_left_alone():
         assert redact_text(text) == (text, [])
 
 
+@pytest.mark.parametrize("name", list(SECRETS))
+def test_a_secret_in_a_long_line_is_found_wherever_it_sits(name):
+    """Long lines are read in overlapping windows (see _detector_views): a secret on a window's
+    edge, or after a run of word characters longer than the runs the detectors read, still goes."""
+    secret = SECRETS[name].replace("\n", " ") if name != "private_key" else SECRETS[name]
+    for offset in (767, 1000, 1024, 1536, 5000):
+        prose = ("the mean is off by one " * 400)[:offset] + "z" * 300 + " "
+        redacted, _ = redact_text(prose + secret + " " + prose)
+        assert NEEDLES[name] not in redacted, offset
+
+
+# What made Python's backtracking `re` take seconds per kilobyte (3 KB of "token" took 37 s in
+# assigned_secret; "eyJ-" in jwt, base64 lines in the key-tail rule, "password" in detect-secrets):
+# each is 200 KB here, after which a keyword makes every rule run.
+ADVERSARIAL = [
+    "token",
+    "tokena",
+    "token=",
+    "a.token=",
+    "api_key=",
+    "password",
+    "eyJ-",
+    "a.",
+    "==",
+    "sk-",
+    "A" * 17 + "\n",
+    "pwd=`",
+]
+
+
+@pytest.mark.timeout(60)  # a hang guard: these ran for hours before; each takes well under a second now
+@pytest.mark.parametrize("unit", ADVERSARIAL)
+def test_redaction_does_not_backtrack_on_repetitions(unit):
+    text = unit * (200_000 // len(unit)) + " token=Lw5Nv7Bc1Df4Gh6Jk9Pq3Rs0"
+    assert "Lw5Nv7Bc1Df4Gh6Jk9Pq3Rs0" not in redact_text(text)[0]
+
+
 SAMPLES = [
     "AKIAIOSFODNN7EXAMPLE", "ghp_" + "a" * 36, "xoxb-1234567890-123456789-abcdef", "https://user:pa55word@example.org",
     "-----BEGIN OPENSSH PRIVATE KEY-----", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "sk-abcdefghij1234567890T3BlbkFJabcdefghij1234567890",
