@@ -29,6 +29,9 @@ __all__ = ["NamespaceSandbox"]
 
 _FSIZE = 256 * 2**20  # largest file a sandboxed process may write
 _TMP_SIZE = 256 * 2**20
+_SHM_SIZE = 64 * 2**20
+"""/dev/shm and /run, as docker sizes /dev/shm: tmpfs pages are host memory that no process limit
+counts. /dev itself (bwrap cannot size it) is read-only."""
 
 
 class NamespaceSandbox(Sandbox):
@@ -100,9 +103,11 @@ class NamespaceSandbox(Sandbox):
             "--ro-bind", str(self.rootfs_for(spec.base)), "/",
             "--proc", "/proc",
             "--dev", "/dev",
+            "--size", str(_SHM_SIZE), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev",
             "--size", str(_TMP_SIZE), "--tmpfs", "/tmp",
             "--bind", str(spec.workspace), "/work",
-            "--tmpfs", "/run",
+            "--size", str(_SHM_SIZE), "--tmpfs", "/run",
             "--chdir", "/work",
             "--uid", str(SANDBOX_UID),
             "--gid", str(SANDBOX_UID),

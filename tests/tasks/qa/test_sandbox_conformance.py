@@ -149,6 +149,36 @@ def test_memory_hog_is_stopped(run):
     assert max(reached, default=0) <= MEMORY_MB
 
 
+FILL = """
+import os, sys
+for folder in sys.argv[1:]:
+    held = 0
+    try:
+        with open(os.path.join(folder, "fill"), "wb") as f:
+            for _ in range(200):
+                f.write(b"x" * 2**20)
+                f.flush()
+                held += 1
+    except OSError:
+        pass
+    print(folder, held, flush=True)
+    try:
+        os.remove(os.path.join(folder, "fill"))
+    except OSError:
+        pass
+"""
+
+
+def test_memory_backed_folders_are_capped(run):
+    """tmpfs pages are host memory outside the process's limit: every writable one is capped
+    (the namespace back-end once let a test hold 2,000 MiB in /dev/shm against a 1,024 MiB limit)."""
+    r, _ = run("python3 fill.py /dev/shm /run /dev /tmp", timeout_s=120, files={"fill.py": FILL})
+    held = {folder: int(mib) for folder, mib in (line.split() for line in r.stdout.splitlines())}
+    assert set(held) >= {"/dev/shm", "/run", "/dev"}, r.stdout + r.stderr
+    assert max(held["/dev/shm"], held["/run"], held["/dev"]) <= 64, held
+    assert held.get("/tmp", 0) <= MEMORY_MB, held  # docker counts tmpfs in the memory limit: it may kill first
+
+
 def test_sleeping_command_is_killed_at_the_timeout(run, sandbox):
     t0 = time.monotonic()
     r, _ = run("echo started; sleep 600", timeout_s=2)
