@@ -39,6 +39,7 @@ __all__ = [
     "read_bytes",
     "read_many",
     "remove_files",
+    "remove_folder_markers",
     "rm_quiet",
 ]
 
@@ -125,6 +126,14 @@ def remove_files(fs: AbstractFileSystem, paths: list[str]) -> None:
         return
     for p in paths:
         os.remove(p)
+
+
+def remove_folder_markers(fs: AbstractFileSystem, paths: list[str]) -> None:
+    """Delete zero-byte folder markers (keys ending in "/", as S3 consoles make them); already
+    gone is fine. One by one: s3fs's rm takes such a path for a folder and removes nothing."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(p)
 
 
 def rm_quiet(fs: AbstractFileSystem, path: str, *, recursive: bool = False) -> None:

@@ -18,7 +18,7 @@ from typing import Literal
 from fsspec import AbstractFileSystem
 from pydantic import ValidationError
 
-from client.storage import join, list_files, list_folders, mtime_of, read_many, remove_files
+from client.storage import join, list_files, list_folders, mtime_of, read_many, remove_files, remove_folder_markers
 from schemas.errors import TraceRejected
 from schemas.layout import CHUNKS_DIR, COMPLETE, MANIFEST, parse_chunk_name
 from schemas.manifest import Complete
@@ -78,6 +78,9 @@ class TraceListing:
     """The manifest's participant_id is already a pseudonym (re-read from the lake)."""
     artifact_map: dict[str, str] = field(default_factory=dict)
     """artifact name -> sha256 of its stored bytes, for outputs redacted in the lake's quarantine."""
+    markers: list[str] = field(default_factory=list)
+    """Paths of the trace's zero-byte folder markers (`<trace>/`, `<trace>/chunks/`: what an S3
+    console's "Create folder" makes). Not objects of the trace: removed with it."""
     read_bytes: int | None = None
     """`batch_bytes` as measured once the objects were read (`bytes_read`): set on a trace that a
     worker handed back because its batch would have held more than planned."""
@@ -183,12 +186,19 @@ def scan_inbox(
             found.update(list_files(fs, join(root, name)))
     traces: dict[str, TraceListing] = {}
     stray: list[InboxObject] = []
+    markers: dict[str, list[str]] = {}
     for path, info in found.items():
         rel = path[len(root) :].lstrip("/")
         name = rel.rsplit("/", 1)[-1]
         if name.startswith(_TMP_PREFIX):
             continue
         trace_id, _, key = rel.partition("/")
+        if path.endswith("/"):
+            # A folder marker: an object store has no folders, so consoles make a zero-byte
+            # object named like one. It is no part of any trace; a trace's go with it.
+            if trace_id:
+                markers.setdefault(trace_id, []).append(path)
+            continue
         obj = InboxObject(key or rel, path, int(info.get("size") or 0), mtime_of(info), bool(info.get("islink")))
         if not key:
             stray.append(obj)
@@ -196,6 +206,9 @@ def scan_inbox(
         listing = traces.setdefault(trace_id, TraceListing(trace_id, join(root, trace_id)))
         listing.objects[key] = obj
 
+    for trace_id, paths in markers.items():
+        if trace_id in traces:  # a folder of markers alone is no trace (and costs nothing)
+            traces[trace_id].markers = paths
     completes = [t for t in traces.values() if COMPLETE in t.objects]
     if completes:
         bodies = read_many(fs, [t.objects[COMPLETE].path for t in completes])
@@ -292,6 +305,7 @@ def delete_trace_objects(fs: AbstractFileSystem, listing: TraceListing) -> None:
     remove_files(fs, [o.path for k, o in listing.objects.items() if k != COMPLETE])
     if COMPLETE in listing.objects:
         remove_files(fs, [listing.objects[COMPLETE].path])
+    remove_folder_markers(fs, listing.markers)
     fs.invalidate_cache(listing.prefix)
     prune_empty_dirs(fs, listing.prefix)
 

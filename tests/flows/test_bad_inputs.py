@@ -72,3 +72,26 @@ def _case_of(trace_id: str) -> str:
     if trace_id.startswith("redacted-"):
         return "secret-as-trace-id"
     return special.get(trace_id, trace_id.removeprefix("bad-"))
+
+
+@pytest.mark.parametrize("storage_url", ["s3"], indirect=True)
+def test_s3_folder_markers_are_no_part_of_any_trace(storage_url, prefect_api):
+    """Zero-byte keys ending in "/" (an S3 console's "Create folder") once left a trace stuck in
+    the inbox unreported, and markers at the inbox or trace root were quarantined on every run."""
+    import boto3
+
+    inbox, lake = storage_url("inbox"), storage_url("lake")
+    bucket, prefix = inbox.removeprefix("s3://").split("/", 1)
+    for tid in ("with-markers", "plain"):
+        write_trace(inbox, tid)
+    s3 = boto3.client("s3")
+    for key in ("", "with-markers/", "with-markers/chunks/", "with-markers/artifacts/", "only-a-folder/"):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=b"")
+
+    first = ingest_inbox(inbox=inbox, lake=lake, grace_period_s=0)
+    assert sorted(first.ingested) == ["plain", "with-markers"] and first.quarantined == [] and first.pending == []
+    left = sorted(o["Key"].removeprefix(prefix + "/") for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
+    assert left == ["", "only-a-folder/"]  # the trace's markers went with it; folders of nothing are left alone
+    again = ingest_inbox(inbox=inbox, lake=lake, grace_period_s=0)
+    assert again.ingested == again.quarantined == again.pending == []
+    assert Lake(lake).quarantine().collect().height == 0
