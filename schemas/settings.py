@@ -88,6 +88,12 @@ class SandboxSettings(BaseSettings):
         description="Sandbox back-end (PRT_SANDBOX); auto picks docker when an engine answers.",
     )
     image: str = Field("prt-sandbox:1", description="Default docker image for verification.")
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        description="Images a trace may name in `environment.image` (a JSON list), besides the default image and the "
+        "bases built next to it (`<image>-<suite>`). Any other is refused: the trace's QA row is `error` with the "
+        "reason, since a local image may hold what the lake must never see.",
+    )
     rootfs: str = Field("/var/lib/prt/rootfs", description="Root filesystem of the namespace back-end (docker/build-rootfs.sh).")
     runtime: str | None = Field(None, description="Docker runtime, e.g. `runsc` for gVisor; the daemon's default when unset.")
     memory_mb: int = Field(1024, ge=64, description="Memory limit per sandbox.")
@@ -99,6 +105,9 @@ class SandboxSettings(BaseSettings):
     workdir: str | None = Field(
         None, description="Where workspaces are made (a fast local disk); the system temp dir when unset."
     )
+
+    def image_allowed(self, image: str) -> bool:
+        return image == self.image or image.startswith(self.image + "-") or image in self.allowed_images
 
 
 class QaSettings(BaseSettings):

@@ -365,7 +365,8 @@ def verify_trace(
     """Run one verification and return its qa_runs row and evidence. Never raises for the trace's own failures."""
     started = datetime.now().astimezone()
     workdir = workdir or qa_workdir(sandbox.settings)
-    image_id = sandbox.image_id(inp.image)
+    allowed = inp.image is None or sandbox.settings.image_allowed(inp.image)
+    image_id = sandbox.image_id(inp.image) if allowed else "not-allowed"
     row: dict = {
         "trace_id": inp.trace_id,
         "qa_id": qa_id(inp, sandbox.version(), image_id),
@@ -393,6 +394,13 @@ def verify_trace(
         artifacts[h] = data
         return f"sha256:{h}"
 
+    if not allowed:
+        why = (
+            f"environment.image {inp.image!r} is not an image QA may run: the default ({sandbox.settings.image}), "
+            "its bases, or one listed in PRT_SANDBOX_ALLOWED_IMAGES"
+        )
+        row.update(_grade_columns(grade(None, None, run_error=why)))
+        return QaOutcome(row, artifacts)
     try:
         return _verify(inp, snapshot, sandbox, reruns, workdir, row, artifacts, keep)
     except SnapshotError as exc:

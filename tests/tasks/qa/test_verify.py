@@ -101,6 +101,25 @@ def test_a_host_side_failure_is_that_traces_error_row(box, monkeypatch):
     assert row["verdict_reason"].endswith("QA failed on the host: RuntimeError: the host ran out of something")
 
 
+def test_an_image_that_is_not_allowed_is_never_run(tmp_path, monkeypatch):
+    """A trace may name any image in environment.image; a local one may hold a secret baked in."""
+    snapshot = _snapshot(CALC_SNAPSHOT)
+    ran = []
+    for allowed in ([], ["registry.local/py:3.11"]):
+        box = sandbox_or_skip("namespace", SandboxSettings(workdir=str(tmp_path), allowed_images=allowed))
+        monkeypatch.setattr(box, "run", lambda spec, box=box: ran.append(spec) or type(box).run(box, spec))
+        inp = _inp(snapshot_ref="sha256:" + hashlib.sha256(snapshot).hexdigest(), edits=(FIX,), image="registry.local/py:3.11")
+        row = verify_trace(inp, snapshot, box, run_id="test", batch_id="test").row
+        if not allowed:
+            assert row["verdict"] == "error" and "'registry.local/py:3.11' is not an image QA may run" in row["verdict_reason"]
+            assert ran == [] and row["image_id"] == "not-allowed"
+        else:
+            assert ran and "not an image QA may run" not in (row["verdict_reason"] or "")
+    default = SandboxSettings()
+    assert default.image_allowed("prt-sandbox:1") and default.image_allowed("prt-sandbox:1-trixie")
+    assert not default.image_allowed("prt-sandbox:2") and not default.image_allowed("private/secrets:latest")
+
+
 def test_a_transient_failure_leaves_no_row_so_the_trace_is_verified_again(box, monkeypatch):
     def gone(spec):
         raise StorageUnavailable("the endpoint went away", url="s3://lake")
