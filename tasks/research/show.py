@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -26,8 +28,22 @@ _VERDICT_STYLE = {
 _NOTE_STYLE = {"plan": "cyan", "hypothesis": "bold magenta", "observation": "blue", "decision": "bold cyan", "next_step": "cyan"}
 
 
+# Everything a terminal would act on rather than show: C0 controls but tab and newline (ESC starts
+# cursor moves and erases: "\x1b[1A\x1b[2K3 passed" would overwrite the line above), DEL, C1
+# controls (0x9b is a one-byte CSI), and the bidi controls that reorder what is shown. Rich
+# strips only a few of the C0 ones.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _safe(text: str | None) -> str:
+    """`text` as something to look at: every control character written out as its escape (`\x1b`)."""
+    if not text:
+        return ""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
 def _lines(text: str | None, limit: int) -> str:
-    lines = (text or "").rstrip("\n").splitlines()
+    lines = _safe(text).rstrip("\n").splitlines()
     if len(lines) > limit:
         lines = [*lines[: limit // 2], f"... {len(lines) - limit} lines ...", *lines[-limit // 2 :]]
     return "\n".join(lines)
@@ -38,16 +54,16 @@ def _event(e: dict, start: float) -> Group | Text:
     t = e["type"]
     if t == "rationale_note":
         kind = e["kind"] or "note"
-        return Text.assemble(when, (f"{kind.upper():<12}", _NOTE_STYLE.get(kind, "")), e["text"] or "")
+        return Text.assemble(when, (f"{_safe(kind).upper():<12}", _NOTE_STYLE.get(kind, "")), _safe(e["text"]))
     if t == "file_edit":
-        head = Text.assemble(when, ("EDIT        ", "bold"), (e["file_path"] or "", "underline"))
+        head = Text.assemble(when, ("EDIT        ", "bold"), (_safe(e["file_path"]), "underline"))
         return Group(head, Syntax(_lines(e["diff_unified"], 40), "diff", theme="ansi_dark", background_color="default"))
     if t == "cmd_run":
         ok = e["exit_code"] == 0
         head = Text.assemble(
             when,
             ("RUN         ", "bold"),
-            f"$ {e['command']}  ",
+            f"$ {_safe(e['command'])}  ",
             ("exit 0" if ok else f"exit {e['exit_code']}", "green" if ok else "red"),
         )
         output = _lines("".join(x for x in (e["stdout"], e["stderr"]) if x), 12)
@@ -57,10 +73,10 @@ def _event(e: dict, start: float) -> Group | Text:
         summary = f"{e['passed']} passed, {e['failed']} failed, {e['errors'] or 0} errors"
         head = Text.assemble(when, ("TESTS       ", "bold"), ("✗ " if bad else "✓ ", "red" if bad else "green"), summary)
         failing = e["failing_tests"] or []
-        return Group(head, *[Text(f"              ✗ {name}", style="red") for name in failing[:10]]) if failing else head
+        return Group(head, *[Text(f"              ✗ {_safe(name)}", style="red") for name in failing[:10]]) if failing else head
     if t == "commit":
-        return Text.assemble(when, ("COMMIT      ", "bold yellow"), f"{(e['sha'] or '')[:10]}  {e['message']}")
-    return Text.assemble(when, t)
+        return Text.assemble(when, ("COMMIT      ", "bold yellow"), _safe(f"{(e['sha'] or '')[:10]}  {e['message']}"))
+    return Text.assemble(when, _safe(t))
 
 
 def show_trace(lake: Lake, trace_id: str, console: Console) -> None:
@@ -75,13 +91,17 @@ def show_trace(lake: Lake, trace_id: str, console: Console) -> None:
     start = t["started_at"].timestamp()
     minutes = (t["ended_at"] - t["started_at"]).total_seconds() / 60
     header = Table.grid(padding=(0, 2))
-    header.add_row("task", f"[bold]{t['task_id']}[/bold] {t['task_title']}")
+    # Data goes in as Text, never as a string: rich would read "[...]" in a title as markup.
+    header.add_row("task", Text.assemble((_safe(t["task_id"]), "bold"), " ", _safe(t["task_title"])))
     if t["task_description"]:
-        header.add_row("", t["task_description"])
-    header.add_row("repo", f"{t['repo_origin']} @ {t['start_commit'][:12]}")
+        header.add_row("", Text(_safe(t["task_description"])))
+    header.add_row("repo", Text(_safe(f"{t['repo_origin']} @ {t['start_commit'][:12]}")))
     header.add_row(
         "session",
-        f"{t['started_at']:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min, {t['event_count']} events, participant {t['participant']}",
+        Text(
+            f"{t['started_at']:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min, {t['event_count']} events, "
+            f"participant {_safe(t['participant'])}"
+        ),
     )
     header.add_row(
         "integrity", f"chain head {t['chain_head'][:16]}…, {t['redaction_count']} redaction(s), ingested {t['ingest_date']}"
@@ -93,13 +113,13 @@ def show_trace(lake: Lake, trace_id: str, console: Console) -> None:
         header.add_row(
             "QA",
             Text.assemble(
-                (r["verdict"], _VERDICT_STYLE.get(r["verdict"], "")), f"  {r['verdict_reason']}  ({r['backend_version']})"
+                (r["verdict"], _VERDICT_STYLE.get(r["verdict"], "")), _safe(f"  {r['verdict_reason']}  ({r['backend_version']})")
             ),
         )
         for name in r["fail_to_pass"] or []:
-            header.add_row("", Text(f"FAIL_TO_PASS  {name}", style="green"))
+            header.add_row("", Text(f"FAIL_TO_PASS  {_safe(name)}", style="green"))
         for name in r["pass_to_fail"] or []:
-            header.add_row("", Text(f"PASS_TO_FAIL  {name}", style="red"))
+            header.add_row("", Text(f"PASS_TO_FAIL  {_safe(name)}", style="red"))
     else:
         header.add_row("QA", Text("not verified yet (prt qa)", style="dim"))
     console.print(Panel(header, title=f"[bold]{trace_id}[/bold]", expand=True))
@@ -111,7 +131,11 @@ def show_trace(lake: Lake, trace_id: str, console: Console) -> None:
         for col in ("status", "overall", *DIMENSIONS):
             table.add_column(col.replace("_", " "), justify="right")
         for r in scores.iter_rows(named=True):
-            table.add_row(r["judge_id"], r["status"], *("" if r[c] is None else f"{r[c]:.2f}" for c in ("overall", *DIMENSIONS)))
+            table.add_row(
+                Text(_safe(r["judge_id"])),
+                Text(_safe(r["status"])),
+                *("" if r[c] is None else f"{r[c]:.2f}" for c in ("overall", *DIMENSIONS)),
+            )
         console.print(table)
 
     events = lake.events().filter(pl.col("trace_id") == trace_id).sort("seq").collect()
