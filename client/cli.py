@@ -408,9 +408,18 @@ def export(
         list[str] | None,
         typer.Option("--verdict", help="Only traces with this QA verdict (repeat for several).", show_default=False),
     ] = None,
+    repo: Annotated[
+        list[str] | None,
+        typer.Option("--repo", help="Only sessions on this repo (its origin; repeat for several).", show_default=False),
+    ] = None,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only sessions on this task id (repeat for several).", show_default=False)
+    ] = None,
     judge: Annotated[
         str | None,
-        typer.Option("--judge", help="Judge id or kind whose scores to use (default: the latest).", show_default=False),
+        typer.Option(
+            "--judge", help="Judge id or kind whose scores to use (default: the latest with scores).", show_default=False
+        ),
     ] = None,
     test_config: Annotated[
         str | None,
@@ -420,8 +429,28 @@ def export(
             show_default=False,
         ),
     ] = None,
-    since: SinceOpt = None,
-    until: UntilOpt = None,
+    since: Annotated[
+        date | None,
+        typer.Option(
+            help="Sessions started on or after this day (YYYY-MM-DD, UTC).", parser=_day, metavar="DATE", show_default=False
+        ),
+    ] = None,
+    until: Annotated[
+        date | None,
+        typer.Option(help="Sessions started on or before this day.", parser=_day, metavar="DATE", show_default=False),
+    ] = None,
+    ingested_since: Annotated[
+        date | None, typer.Option(help="Ingested on or after this day.", parser=_day, metavar="DATE", show_default=False)
+    ] = None,
+    ingested_until: Annotated[
+        date | None, typer.Option(help="Ingested on or before this day.", parser=_day, metavar="DATE", show_default=False)
+    ] = None,
+    dedup: Annotated[
+        bool,
+        typer.Option(
+            "--dedup", help="Keep only the best-scored record of each group of exact or near duplicates (see dedup_group)."
+        ),
+    ] = False,
     lake: LakeOpt = None,
 ) -> None:
     """Write a deterministic training set: one record per trace (format in tasks/research/export.py and the README)."""
@@ -435,14 +464,23 @@ def export(
         raise typer.BadParameter("use yes or no", param_hint="--test-config-changed")
     url = _lake(lake)
     fs, root = fs_for(url)
-    records = build_records(
-        Lake(url), fs, root,
-        since=since, until=until,
-        verdict=verdict or None, min_score=min_score, judge=judge,
+    filters = dict(
+        since=since, until=until, ingested_since=ingested_since, ingested_until=ingested_until, repo=repo or None,
+        task=task or None, verdict=verdict or None, min_score=min_score,
         test_config_changed=None if test_config is None else test_config == "yes",
     )  # fmt: skip
+    lk = Lake(url)
+    built = build_records(lk, fs, root, judge=judge, dedup=dedup, **filters)
+    records = built.records
     path = export_dataset(records, out, format)
     console.print(f"wrote {len(records)} records to {path}")
+    console.print(f"  {built.summary()}")
+    if not records:  # say which filter emptied it
+        (what, left), *steps = lk.funnel(judge=judge, **filters)
+        console.print(f"  {what}: {left}")
+        for label, now in steps:
+            console.print(f"  {label}: removed {left - now}, {now} left")
+            left = now
 
 
 @app.command()

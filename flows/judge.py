@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from lake.read import Lake
+from schemas.errors import JudgeFailed
 from schemas.rubric import DIMENSIONS
 from schemas.settings import get_judge_settings, get_settings
 from tasks.judge import get_judge
@@ -31,6 +32,16 @@ class JudgeSummary:
             out[r["status"]] = out.get(r["status"], 0) + 1
         return out
 
+    def counts(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.by_status().items())) or "none"
+
+    def failed(self) -> str | None:
+        """Why this run counts as failed (rows, and not one of them scored), or None."""
+        if not self.rows or self.by_status().get("scored", 0):
+            return None
+        first = next((r["error"] for r in self.rows if r["error"]), "no error recorded")
+        return f"scored none of {len(self.rows)} traces ({self.counts()}); first error: {first[:300]}"
+
     def table(self) -> list[dict]:
         return sorted(
             (
@@ -50,8 +61,10 @@ class JudgeSummary:
         lines = [
             f"# Judge `{self.judge_id}`",
             "",
-            f"- scored now: **{len(self.rows)}** traces ({', '.join(f'{k} {v}' for k, v in sorted(self.by_status().items())) or 'none'})",
+            f"- judged now: **{len(self.rows)}** traces ({self.counts()})",
         ]
+        if self.failed():
+            lines += ["", f"**This run failed:** {self.failed()}"]
         scored = [r for r in self.rows if r["status"] == "scored"]
         if scored:
             df = pl.DataFrame(scored).select(["overall", *DIMENSIONS])
@@ -83,6 +96,12 @@ def judge_traces(lake: str | None = None, judge: str | None = None, trace_ids: l
         rows = score_rows(judge_obj, scores, run_id=run_id, batch_id=batch_id)
         store_scores_task(quote(rows), lk.tables, run_id=run_id)
         summary.rows += rows.to_dicts()
-        logger.info("scored %d of %d traces", len(summary.rows), len(todo))
+        logger.info("judged %d of %d traces (%s)", len(summary.rows), len(todo), summary.counts())
     publish_run_artifacts("judge", summary.table(), summary.markdown(), f"scores of {lake} by {judge_obj.judge_id}")
+    failed = summary.failed()
+    if failed:
+        logger.error(failed)
+        raise JudgeFailed(judge_obj.judge_id, failed)
+    if summary.rows and summary.by_status().get("scored", 0) < len(summary.rows):
+        logger.warning("%s: %s", judge_obj.judge_id, summary.counts())
     return summary

@@ -13,6 +13,7 @@ what failed. Every class here is raised somewhere; tests/schemas/test_errors.py 
     ├── UnsupportedTestCommand   (terminal)  QA cannot run this test command safely      .command
     ├── ReportError              (terminal)  a test report is missing, too large or not a report
     ├── SnapshotError            (terminal)  a repo snapshot is not a safe gzip tar of the repo
+    ├── JudgeFailed              (terminal)  a judge run scored no trace: every row error or unparsed .judge_id
     ├── GzipError                (terminal)  a gzip stream is broken, cut, or too large  .too_large
     └── DiffError                (terminal)  a unified diff is malformed or does not apply
         └── ReplayError          (terminal)  a recorded edit did not replay              .seq .event_id .file_path
@@ -41,6 +42,7 @@ __all__ = [
     "DiffError",
     "GzipError",
     "InvalidInput",
+    "JudgeFailed",
     "LeaseLost",
     "ObjectConflict",
     "PrtError",
@@ -140,6 +142,15 @@ class ReportError(PrtError, TerminalError, ValueError):
 
 class SnapshotError(PrtError, TerminalError, ValueError):
     """A repo snapshot is not one (unreadable, too large, an unsafe entry or link); the message says why."""
+
+
+class JudgeFailed(PrtError, TerminalError):
+    """A judge run scored none of its traces (a dead endpoint, a model that never answers in
+    format): its rows are stored (each says why), and the run fails instead of looking done."""
+
+    def __init__(self, judge_id: str, message: str):
+        self.judge_id = judge_id
+        super().__init__(f"judge {judge_id}: {message}")
 
 
 class GzipError(PrtError, TerminalError, ValueError):

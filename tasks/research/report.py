@@ -44,7 +44,7 @@ class ReportData:
         )
         self.verdicts = lake.latest_qa().group_by("verdict").len().collect()
         self.events = lake.events().group_by("type").len().sort("type").collect()
-        judges = lake.judges()
+        judges = lake.judges().filter(pl.col("scored") > 0)
         self.judge_id = judges["judge_id"][0] if judges.height else None
         self.scores = (
             lake.latest_scores()

@@ -42,14 +42,20 @@ def _safe(text: str | None) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
 
 
-def _lines(text: str | None, limit: int) -> str:
+def _lines(text: str | None, limit: int, *, head: int | None = None) -> str:
+    """At most `limit` lines of `text`: `head` from the start (half by default), the rest from the
+    end, and a line between them saying what was cut."""
     lines = _safe(text).rstrip("\n").splitlines()
     if len(lines) > limit:
-        lines = [*lines[: limit // 2], f"... {len(lines) - limit} lines ...", *lines[-limit // 2 :]]
+        first = limit // 2 if head is None else head
+        last = limit - first
+        cut = lines[first:-last]
+        size = sum(len(line.encode("utf-8")) + 1 for line in cut)
+        lines = [*lines[:first], f"[... {len(cut)} lines, {size} bytes cut ...]", *lines[-last:]]
     return "\n".join(lines)
 
 
-def _event(e: dict, start: float) -> Group | Text:
+def _event(e: dict, start: float, lake: Lake) -> Group | Text:
     when = Text(f"{'+%.0fs' % (e['ts_client_s'] - start):>7}  ", style="dim")
     t = e["type"]
     if t == "rationale_note":
@@ -66,7 +72,8 @@ def _event(e: dict, start: float) -> Group | Text:
             f"$ {_safe(e['command'])}  ",
             ("exit 0" if ok else f"exit {e['exit_code']}", "green" if ok else "red"),
         )
-        output = _lines("".join(x for x in (e["stdout"], e["stderr"]) if x), 12)
+        # A test run prints its failures and summary last: keep 3 lines of the start, 15 of the end.
+        output = _lines("".join(x for x in (lake.output(e, "stdout"), lake.output(e, "stderr")) if x), 18, head=3)
         return Group(head, Text("              " + output.replace("\n", "\n              "), style="dim")) if output else head
     if t == "test_run":
         bad = (e["failed"] or 0) + (e["errors"] or 0)
@@ -141,4 +148,4 @@ def show_trace(lake: Lake, trace_id: str, console: Console) -> None:
     events = lake.events().filter(pl.col("trace_id") == trace_id).sort("seq").collect()
     console.print(Text("timeline", style="bold"))
     for e in events.iter_rows(named=True):
-        console.print(_event(e, start))
+        console.print(_event(e, start, lake))

@@ -10,6 +10,7 @@ from flows.ingest import ingest_inbox
 from flows.judge import judge_traces
 from lake import Lake
 from lake.frames import polars_schema, to_arrow
+from schemas.errors import InvalidInput, JudgeFailed
 from schemas.tables import QA_RUNS, TABLES
 from tests.conftest import EXAMPLES
 
@@ -51,7 +52,64 @@ def test_dataset_joins_and_filters(storage_url, prefect_api):
     assert lk.dataset(min_score=4.5).collect()["trace_id"].to_list() == ["example-multi-file-fix"]
     assert lk.dataset(judge="heuristic").collect().height == 3
     today = ds["ingest_date"][0]
-    assert lk.dataset(since=today, until=today).collect().height == 3
-    assert lk.dataset(until=today.replace(year=2000)).collect().height == 0
-    with pytest.raises(KeyError, match="no scores from judge 'openai'"):
+    assert lk.dataset(ingested_since=today, ingested_until=today).collect().height == 3
+    assert lk.dataset(ingested_until=today.replace(year=2000)).collect().height == 0
+    # since/until are the day the session started, as researchers mean them (sessions of 9-11 Oct 2025)
+    from datetime import date
+
+    october = lk.dataset(since=date(2025, 10, 1), until=date(2025, 10, 31)).collect()
+    assert october.height == 3 and lk.dataset(since=date(2025, 10, 10)).collect().height == 2
+    assert lk.dataset(repo="example.org/prt-examples/calculator").collect()["trace_id"].to_list() == ["example-simple-fix"]
+    assert lk.dataset(task=["BUG-202", "BUG-303"]).collect().height == 2
+    with pytest.raises(InvalidInput, match=r"verifed is not a verdict; verdicts: error, not_fixed"):
+        lk.dataset(verdict="verifed")
+    with pytest.raises(InvalidInput, match=r"no trace of github\.com/x/y in .*; repos there: https://example\.org"):
+        lk.dataset(repo="https://github.com/x/y.git")
+    with pytest.raises(InvalidInput, match="no trace of task BUG-1 "):
+        lk.dataset(task="BUG-1")
+    assert lk.funnel(verdict="verified", min_score=4.5, since=date(2025, 10, 10)) == [
+        ("traces in the lake", 3),
+        ("session date 2025-10-10 to …", 2),
+        ("verdict verified", 1),
+        ("score >= 4.5", 1),
+    ]
+    with pytest.raises(InvalidInput, match=r"no judge 'openai' in .*; judges there: heuristic-.* \(3 of 3 scored\)"):
+        lk.dataset(judge="openai")
+
+
+def test_a_judge_run_that_scored_nothing_fails_and_is_never_the_default(tmp_path, prefect_api, monkeypatch):
+    """A dead endpoint once gave "scored 5 of 5", a Completed run of error rows, and from then on
+    the default judge of dataset() and export: null scores, and `--min-score 3` gave 0 records."""
+    import socket
+
+    from schemas.settings import get_judge_settings
+
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    for d in find_trace_dirs(EXAMPLES):
+        upload_trace_dir(d, inbox)
+    ingest_inbox(inbox=inbox, lake=lake)
+    lk = Lake(lake)
+    with pytest.raises(InvalidInput, match="no judge has scored a trace"):
+        lk.dataset(min_score=3)
+    judge_traces(lake=lake)  # heuristic
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", dead)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret")
+    monkeypatch.setenv("PRT_JUDGE_MAX_RETRIES", "0")
+    monkeypatch.setenv("PRT_JUDGE_TIMEOUT_S", "2")
+    get_judge_settings.cache_clear()
+    try:
+        with pytest.raises(JudgeFailed, match=r"scored none of 3 traces \(error 3\); first error: "):
+            judge_traces(lake=lake, judge="openai")
+    finally:
+        get_judge_settings.cache_clear()
+
+    judges = lk.judges()
+    assert judges["judge_kind"].to_list() == ["heuristic", "openai"] and judges["scored"].to_list() == [3, 0]
+    assert lk.dataset().collect()["judge_id"].str.starts_with("heuristic-").all()  # the default skips the failed run
+    assert lk.dataset(min_score=3).collect().height > 0
+    with pytest.raises(InvalidInput, match="judge 'openai' has scored no trace"):
         lk.dataset(judge="openai")

@@ -63,6 +63,23 @@ def test_export_filters(examples_lake, cli_env, tmp_path):
     # No example session changes test configuration: "no" keeps all three, "yes" none.
     assert ids("--test-config-changed", "no") == ["example-failed-attempt", "example-multi-file-fix", "example-simple-fix"]
     assert ids("--test-config-changed", "yes") == []
+    assert ids("--since", "2025-10-10", "--until", "2025-10-31") == ["example-failed-attempt", "example-multi-file-fix"]
+    assert ids("--repo", "example.org/prt-examples/inventory", "--task", "BUG-202") == ["example-multi-file-fix"]
+    for args, says in (
+        (["--verdict", "verifed"], "verifed is not a verdict; verdicts: error, not_fixed, partial,"),
+        (["--judge", "openai"], "no judge 'openai' in"),
+        (["--repo", "github.com/x/y"], "no trace of github.com/x/y"),
+    ):
+        r = prt(["export", "--out", str(out), *args], cli_env, examples_lake)
+        assert r.returncode == 2 and says in r.stderr, (args, r.stderr[-500:])
+    empty = prt(
+        ["export", "--out", str(out), "--verdict", "verified", "--min-score", "4.9", "--until", "2025-10-10"],
+        cli_env,
+        examples_lake,
+    )
+    assert empty.returncode == 0 and "wrote 0 records" in empty.stdout
+    assert "traces in the lake: 3" in empty.stdout and "session date … to 2025-10-10: removed 1, 2 left" in empty.stdout
+    assert "verdict verified: removed 0, 2 left" in empty.stdout and "score >= 4.9: removed 2, 0 left" in empty.stdout
     ids("--test-config-changed", "no")
     first = json.loads(out.read_text().splitlines()[0])
     assert first["test_config_changed"] is False and len(first["repo"]["snapshot_tree"]) == 40
