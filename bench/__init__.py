@@ -8,10 +8,11 @@ runs        each benchmark: ingest against the floor, QA, the judge, reads, a pr
 
 from bench.generate import clone_examples, generate_inbox
 from bench.probes import PeakMemory, filesystem, machine
-from bench.runs import bench_ingest, bench_judge, bench_profile, bench_qa, bench_read
+from bench.runs import bench_export, bench_ingest, bench_judge, bench_profile, bench_qa, bench_read
 
 __all__ = [
     "PeakMemory",
+    "bench_export",
     "bench_ingest",
     "bench_judge",
     "bench_profile",

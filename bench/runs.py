@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench.generate import clone_examples, env_traces, generate_in
-from bench.probes import CpuUse, PeakMemory, delta_files, files, machine, scan_stats
+from bench.probes import CpuUse, PeakMemory, _rss_kb, delta_files, files, machine, scan_stats
 
 
 def _warm_prefect() -> None:
@@ -247,6 +247,39 @@ def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
     return out
 
 
+def _child_lake(inbox: str, lake: str, workers: str) -> dict:
+    """A lake to read from: the inbox ingested and judged (not measured)."""
+    from flows.ingest import ingest_inbox
+    from flows.judge import judge_traces
+
+    summary = ingest_inbox(inbox=inbox, lake=lake, workers=int(workers))
+    judge_traces(lake=lake)
+    return {"traces": len(summary.ingested), "events": summary.events}
+
+
+def _child_export(lake: str, out: str, fmt: str) -> dict:
+    """One export of the whole lake to a dataset folder, in a process of its own: its peak is the
+    export's alone (resident size of the process, read as it runs; its resting size apart)."""
+    from client.storage import fs_for
+    from lake.read import Lake
+    from tasks.research.export import export
+
+    rest = round(_rss_kb(os.getpid()) / 1024, 1)  # with the export's imports done: they are not the export
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        fs, root = fs_for(lake)
+        report = export(Lake(lake), fs, root, out, fmt, split="train=0.9,test=0.1", split_by="dedup_group")
+        seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "records": report.records,
+        "records_per_s": round(report.records / seconds, 1),
+        "files": sum(len(f) for f in report.files.values()),
+        "peak_rss_mb": mem.rss_mb,
+        "resting_rss_mb": rest,
+    }
+
+
 def _daily_scores(lk, ids: list[str], days: int) -> None:
     """`days` daily runs of the heuristic judge's scores (one commit per day, as a daily schedule
     writes them), dated 2026-01-01 on: a lake whose scores span many date partitions."""
@@ -425,6 +458,22 @@ def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, wo
     return {**r, **_where(work)}
 
 
+def bench_export(traces: int, events: int, *, workers: int = 2, fmt: str = "parquet", workdir: Path | None = None) -> dict:
+    """Export a lake of `traces` sessions, and one of half as many: records/s and peak resident
+    memory of each export, to show whether memory stays flat as the lake grows."""
+    work = _workdir(workdir)
+    out: dict = {"format": fmt, "runs": []}
+    for n in (traces // 2, traces):
+        sub = work / f"lake-{n}"
+        sub.mkdir()
+        generate_in(sub, n, events)
+        made = _run_child("lake", str(sub / "inbox"), str(sub / "lake"), str(workers))
+        r = _run_child("export", str(sub / "lake"), str(sub / "set"), fmt)
+        out["runs"].append({"traces": made["traces"], "events": made["events"], **r})
+        shutil.rmtree(sub / "inbox", ignore_errors=True)
+    return {**out, **_where(work)}
+
+
 CHILDREN = {
     "ingest": _child_ingest,
     "floor": _child_floor,
@@ -432,5 +481,7 @@ CHILDREN = {
     "judge": _child_judge,
     "read": _child_read,
     "profile": _child_profile,
+    "lake": _child_lake,
+    "export": _child_export,
 }
 """The measured runs, each in its own process: `python -m bench KIND ARGS...` prints one JSON line."""

@@ -399,8 +399,28 @@ def show(trace_id: Annotated[str, typer.Argument(metavar="TRACE_ID")], lake: Lak
 
 @app.command()
 def export(
-    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            help="A folder (any fsspec URL: s3://bucket/sets/v1) for a dataset with its card and splits; "
+            "or one file ending in .jsonl or .parquet.",
+        ),
+    ],
     format: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="Shares of each split, e.g. train=0.8,validation=0.1,test=0.1 (a folder only).", show_default=False
+        ),
+    ] = None,
+    split_by: Annotated[
+        str, typer.Option("--split-by", help="What never crosses splits: repo, participant or dedup_group.")
+    ] = "repo",
+    max_shard_bytes: Annotated[
+        int, typer.Option("--max-shard-bytes", help="Largest file of a split; a record is never cut.")
+    ] = 256 << 20,
+    license: Annotated[str, typer.Option("--license", help="The licence field of the dataset card.")] = "other",
     min_score: Annotated[
         float | None, typer.Option("--min-score", help="Only traces with at least this overall score.", show_default=False)
     ] = None,
@@ -456,10 +476,8 @@ def export(
     """Write a deterministic training set: one record per trace (format in tasks/research/export.py and the README)."""
     from client.storage import fs_for
     from lake.read import Lake
-    from tasks.research.export import build_records, export_dataset
+    from tasks.research.export import export as write_export
 
-    if format not in ("jsonl", "parquet"):
-        raise typer.BadParameter("use jsonl or parquet", param_hint="--format")
     if test_config not in (None, "yes", "no"):
         raise typer.BadParameter("use yes or no", param_hint="--test-config-changed")
     url = _lake(lake)
@@ -470,12 +488,16 @@ def export(
         test_config_changed=None if test_config is None else test_config == "yes",
     )  # fmt: skip
     lk = Lake(url)
-    built = build_records(lk, fs, root, judge=judge, dedup=dedup, **filters)
-    records = built.records
-    path = export_dataset(records, out, format)
-    console.print(f"wrote {len(records)} records to {path}")
-    console.print(f"  {built.summary()}")
-    if not records:  # say which filter emptied it
+    report = write_export(
+        lk, fs, root, out, format, judge=judge, dedup=dedup, split=split, split_by=split_by,
+        max_shard_bytes=max_shard_bytes, license=license, **filters,
+    )  # fmt: skip
+    console.print(f"wrote {report.records} records to {out}")
+    if len(report.counts) > 1 or not out.endswith((".jsonl", ".parquet")):
+        for name, n in report.counts.items():
+            console.print(f"  {name}: {n} records in {len(report.files[name])} file(s)")
+    console.print(f"  {report.summary()}")
+    if not report.records:  # say which filter emptied it
         (what, left), *steps = lk.funnel(judge=judge, **filters)
         console.print(f"  {what}: {left}")
         for label, now in steps:
@@ -518,6 +540,9 @@ def bench(
     qa: Annotated[bool, typer.Option("--qa", help="Measure sandboxed verification instead of ingest.")] = False,
     judge: Annotated[bool, typer.Option("--judge", help="Measure the heuristic judge instead of ingest.")] = False,
     read: Annotated[bool, typer.Option("--read", help="Measure researcher reads from a large lake instead of ingest.")] = False,
+    export: Annotated[
+        bool, typer.Option("--export", help="Measure exports of a lake and of one half its size (records/s, peak memory).")
+    ] = False,
     profile: Annotated[
         bool, typer.Option("--profile", help="Profile the ingest stages in one process (default 500 sessions).")
     ] = False,
@@ -550,11 +575,11 @@ def bench(
 
     import bench as b
 
-    if sum((qa, judge, read, profile)) > 1:
-        raise typer.BadParameter("choose one of --qa, --judge, --read, --profile (or none, for ingest)")
-    if output_bytes and (qa or judge or read or profile):
+    if sum((qa, judge, read, profile, export)) > 1:
+        raise typer.BadParameter("choose one of --qa, --judge, --read, --export, --profile (or none, for ingest)")
+    if output_bytes and (qa or judge or read or profile or export):
         raise typer.BadParameter("--output-bytes shapes the ingest benchmark's sessions; the other modes have their own")
-    if repeat > 1 and (qa or judge or read or profile):
+    if repeat > 1 and (qa or judge or read or profile or export):
         raise typer.BadParameter("--repeat is for the ingest benchmark")
     if workdir:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -594,6 +619,15 @@ def bench(
             + f"\n[bold]{result['events_per_s']:,} events/s[/bold] in one process without Prefect; seconds per stage: "
             + ", ".join(f"{k} {v}" for k, v in result["stage_seconds"].items())
             + f"\nwhole profile: {result['profile']}"
+        )
+    elif export:
+        n = traces or 5000
+        console.print(f"building lakes of {n // 2 * events:,} and {n * events:,} events, then exporting each …")
+        result = b.bench_export(n, events, workers=workers, workdir=workdir)
+        summary = "\n".join(
+            f"{r['events']:,} events: [bold]{r['records_per_s']} records/s[/bold] ({r['records']} records, {r['files']} files, "
+            f"{r['seconds']:.1f} s), peak {r['peak_rss_mb']:.0f} MB resident ({r['resting_rss_mb']:.0f} MB before it started)"
+            for r in result["runs"]
         )
     elif read:
         n = traces or 5000

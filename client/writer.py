@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,8 +34,13 @@ from schemas.errors import InvalidInput
 from schemas.events import EVENT_ADAPTER, EVENT_FIELDS, NOTE_KINDS, Event
 from schemas.layout import ARTIFACTS_DIR, CHUNKS_DIR, COMPLETE, MANIFEST, artifact_ref, chunk_name, ref_hex
 from schemas.manifest import Complete, Manifest
+from schemas.types import MAX_SESSION_S, SESSION_SLACK_S
 
-__all__ = ["TraceWriter", "WriterState"]
+__all__ = ["SessionRuleWarning", "TraceWriter", "WriterState"]
+
+
+class SessionRuleWarning(UserWarning):
+    """A recorded event would make ingest quarantine its session (a table rule of the lake)."""
 
 
 class WriterState(BaseModel):
@@ -75,7 +81,8 @@ class TraceWriter:
         resume: WriterState | None = None,
         manifest_at_close: bool = False,
     ):
-        self.manifest = self._manifest(manifest, snapshot)
+        self.manifest = self._manifest(manifest, snapshot, clock)
+        self._warned: set[str] = set()
         self.trace_id = self.manifest.trace_id
         if grant is not None:
             from client.grant import GrantUploader
@@ -265,6 +272,7 @@ class TraceWriter:
             event = EVENT_ADAPTER.validate_python(payload)
         except ValidationError as exc:
             raise _validation_message(event_type, exc) from None
+        self._check_session_rules(event.ts_client_s, event_type)
         line = event.model_dump_json(exclude_unset=True).encode("utf-8")
         if len(line) > self._max_line:
             raise InvalidInput(event_type, f"the event is {len(line)} bytes, over the {self._max_line}-byte line limit")
@@ -305,12 +313,35 @@ class TraceWriter:
             raise InvalidInput("key", f"{key!r} is not under this trace's folder {self.trace_id}/")
         self._put(key, data)
 
+    def _check_session_rules(self, ts: float, event_type: str) -> None:
+        """Warn, once per rule, when an event would make ingest quarantine the whole session (the
+        lake's table rules, expectations/suites.py): better now, while the session can be fixed,
+        than as a quarantine row later."""
+        start = self.manifest.started_at.timestamp()
+        if ts < start - SESSION_SLACK_S:
+            why = (
+                "events.not_before_session",
+                f"is {start - ts:.0f} s before the session's started_at ({self.manifest.started_at:%Y-%m-%dT%H:%M:%SZ})",
+            )
+        elif ts - start > MAX_SESSION_S:
+            why = ("traces.duration_s", f"makes the session longer than {MAX_SESSION_S / 86400:.0f} days")
+        else:
+            return
+        if why[0] not in self._warned:
+            self._warned.add(why[0])
+            warnings.warn(
+                f"trace {self.trace_id}: a {event_type} event at {ts:.0f} {why[1]}; ingest will quarantine the trace ({why[0]})",
+                SessionRuleWarning,
+                stacklevel=4,
+            )
+
     @staticmethod
-    def _manifest(manifest: Manifest | Mapping[str, Any], snapshot: bytes | None) -> Manifest:
+    def _manifest(manifest: Manifest | Mapping[str, Any], snapshot: bytes | None, clock: Callable[[], float]) -> Manifest:
         if isinstance(manifest, Manifest):
             data = manifest.model_dump(mode="json")
         else:
             data = json.loads(json.dumps(dict(manifest), default=str))
+        data.setdefault("started_at", datetime.fromtimestamp(clock(), UTC).isoformat())  # the session starts now
         if snapshot is not None:
             ref = artifact_ref(snapshot)
             repo = data.setdefault("repo", {})

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.events import EVENT_TYPES
+from schemas.types import MAX_SESSION_S, SESSION_SLACK_S
 
 __all__ = ["RULES", "Rule"]
-
-SESSION_SLACK_S = 3600.0
-"""Events may carry client timestamps up to an hour outside [started_at, ended_at] (clock skew)."""
-MAX_SESSION_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def judge_traces(lake: str | None = None, judge: str | None = None, trace_ids: l
     settings = get_judge_settings()
     judge_obj = get_judge(judge, settings)
     run_id = flow_run.get_id() or "local"
-    lk = Lake(lake)
+    lk = Lake(lake, create=True)
     summary = JudgeSummary(judge_id=judge_obj.judge_id)
     todo = unscored(lk, judge_obj.judge_id, trace_ids)
     logger.info("%d traces to score with %s", len(todo), judge_obj.judge_id)

@@ -27,7 +27,7 @@ def maintain_lake(
     settings = get_settings()
     lake = lake or settings.lake
     run_id = flow_run.get_id() or "local"
-    lk = Lake(lake)
+    lk = Lake(lake, create=True)
     lake_fs, lake_root = fs_for(lake)
     days = retention_days or settings.retention_days
     result = retention_task(lk, lake_fs, lake_root, retention_days=days, run_id=run_id)
@@ -72,7 +72,7 @@ def forget_participant(participant: str, lake: str | None = None) -> ForgetResul
     lake = lake or get_settings().lake
     run_id = flow_run.get_id() or "local"
     lake_fs, lake_root = fs_for(lake)
-    result = forget_task(participant, Lake(lake), lake_fs, lake_root, run_id=run_id)
+    result = forget_task(participant, Lake(lake, create=True), lake_fs, lake_root, run_id=run_id)
     result.qa_cache = str(prune_qa_cache(qa_workdir(get_sandbox_settings()), erased=result.snapshots))
     if not result.matched:
         logger.warning(

@@ -42,7 +42,7 @@ def verify_traces(
     reruns = settings.reruns if reruns is None else reruns
     run_id = flow_run.get_id() or "local"
     box = get_sandbox(sandbox, settings)
-    lk = Lake(lake)
+    lk = Lake(lake, create=True)
     lake_fs, lake_root = fs_for(lake)
     summary = QaSummary(backend=box.version())
 

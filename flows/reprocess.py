@@ -94,7 +94,7 @@ def reprocess(
     lake = lake or get_settings().lake
     settings = get_ingest_settings()
     run_id = flow_run.get_id() or "local"
-    lk = Lake(lake)
+    lk = Lake(lake, create=True)
     lake_fs, lake_root = fs_for(lake)
     summary = ReprocessSummary(selected=selected_trace_ids(lk, since, until, trace_ids))
     logger.info("reprocessing %d ingested traces, stages %s", len(summary.selected), ", ".join(stages))

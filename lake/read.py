@@ -4,8 +4,8 @@
     lake = Lake("s3://bucket/lake")          # or Lake() for $PRT_LAKE / ./data/lake
     lake.events().filter(pl.col("trace_id") == "t-42").collect()
 
-Tables that do not exist yet read as empty frames with the right columns, so notebooks run on
-a fresh lake.
+A table that does not exist yet reads as an empty frame with the right columns; a path with no
+lake at all is an error, unless `Lake(url, create=True)`.
 """
 
 from __future__ import annotations
@@ -37,13 +37,20 @@ def in_date_range(col: str, since: date | None, until: date | None) -> pl.Expr:
 class Lake:
     """Read access to the lake's Delta tables."""
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, *, create: bool = False):
+        """The lake at `url` ($PRT_LAKE, or ./data/lake, when None). A path with no lake under it
+        is an InvalidInput (a typo must not read as an empty lake); `create=True` reads it as an
+        empty one instead, as the pipeline's own stages do before the first ingest."""
         if url is None:
             from schemas.settings import get_settings
 
             url = get_settings().lake
         self.tables = LakeTables(url)
         self.url = self.tables.url
+        if not create and not any(self.tables.exists(name) for name in TABLES):
+            raise InvalidInput(
+                "lake", f"no lake at {self.url} (none of its tables is there): check the path, or ingest into it first (prt ingest)"
+            )
 
     def table(self, name: str, *, version: int | None = None) -> pl.LazyFrame:
         """Any table by name, optionally at an earlier Delta version (time travel)."""

@@ -10,6 +10,8 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 __all__ = [
     "ARTIFACT_REF_RE",
+    "MAX_SESSION_S",
+    "SESSION_SLACK_S",
     "TRACE_ID_RE",
     "ArtifactRef",
     "Count",
@@ -39,7 +41,11 @@ MIN_TS_S = 946_684_800.0
 MAX_TS_S = 4_102_444_800.0
 Timestamp = Annotated[float, Field(ge=MIN_TS_S, le=MAX_TS_S, allow_inf_nan=False)]
 
-Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600, allow_inf_nan=False)]
+SESSION_SLACK_S = 3600.0
+"""Events may carry client timestamps up to an hour outside [started_at, ended_at] (clock skew)."""
+MAX_SESSION_S = 7 * 24 * 3600.0
+"""The longest session the lake accepts (`traces.duration_s`)."""
+Seconds = Annotated[float, Field(ge=0, le=MAX_SESSION_S, allow_inf_nan=False)]
 """A duration in seconds, at most a week."""
 
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]

@@ -167,3 +167,27 @@ def test_bad_manifest_names_the_field(tmp_path):
 )
 def test_unified_diff_round_trips(before, after):
     assert apply_unified_diff(before, unified_diff(before, after, "f.py")) == after
+
+
+def test_started_at_defaults_to_now_and_a_session_that_breaks_a_table_rule_warns(tmp_path):
+    import warnings
+
+    from client.writer import SessionRuleWarning
+    from tests.support.tracegen import SNAPSHOT, manifest
+
+    m = manifest("now")
+    del m["started_at"]
+    now = 1_800_000_000.0
+    clock = iter([now, now + 5, now + 8 * 86400, now + 9 * 86400])
+    w = TraceWriter(str(tmp_path / "inbox"), m, snapshot=SNAPSHOT, clock=lambda: next(clock))
+    assert w.manifest.started_at.timestamp() == now
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w.note("plan", "start")
+        w.note("plan", "a week later")  # longer than the lake's 7-day limit
+        w.note("plan", "later still")  # the same rule: warned once
+        w.note("plan", "before it began", ts=now - 7200)
+    messages = [str(c.message) for c in caught if issubclass(c.category, SessionRuleWarning)]
+    assert len(messages) == 2
+    assert "longer than 7 days; ingest will quarantine the trace (traces.duration_s)" in messages[0]
+    assert "7200 s before the session's started_at" in messages[1] and "(events.not_before_session)" in messages[1]

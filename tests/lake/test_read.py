@@ -113,3 +113,10 @@ def test_a_judge_run_that_scored_nothing_fails_and_is_never_the_default(tmp_path
     assert lk.dataset(min_score=3).collect().height > 0
     with pytest.raises(InvalidInput, match="judge 'openai' has scored no trace"):
         lk.dataset(judge="openai")
+
+
+def test_a_path_with_no_lake_is_an_error_not_an_empty_lake(tmp_path):
+    with pytest.raises(InvalidInput, match=r"no lake at .*typo .*check the path"):
+        Lake(str(tmp_path / "typo"))
+    fresh = Lake(str(tmp_path / "new"), create=True)  # the pipeline's stages, before the first ingest
+    assert fresh.traces().collect().height == 0

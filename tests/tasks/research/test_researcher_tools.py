@@ -144,3 +144,57 @@ def test_notebook_runs(examples_lake, tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "'traces': 3" in text and "example-multi-file-fix" in text and "edits" in text
+
+
+def test_export_a_dataset_folder_with_splits_and_a_card(examples_lake, cli_env, tmp_path):
+    out = tmp_path / "set"
+    args = ["export", "--out", str(out), "--split", "train=0.5,validation=0.25,test=0.25", "--split-by", "repo", "--license", "cc-by-4.0"]
+    r = prt(args, cli_env, examples_lake)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0\n") and "config_name: default" in card and "num_examples" in card
+    assert "table versions: traces " in card and "## Splits" in card
+
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))
+    assert sum(ds.num_rows.values()) == 3 and set(ds) <= {"train", "validation", "test"}
+    where = {rec["repo"]["origin"]: name for name in ds for rec in ds[name]}
+    assert len(where) == 3  # each repo in exactly one split
+    first = next(rec for name in ds for rec in ds[name])
+    assert first["participant"].startswith("p_") and first["session"]["started_at"].startswith("2025-10-")
+    assert first["dedup_group"] == first["trace_id"]
+
+    # A record's split depends on its key alone: exporting a subset puts every record where it was.
+    again = tmp_path / "subset"
+    r = prt([*args[:2], str(again), *args[3:], "--verdict", "verified"], cli_env, examples_lake)
+    assert r.returncode == 0, r.stderr[-2000:]
+    subset = datasets.load_dataset(str(again), cache_dir=str(tmp_path / "hf2"))
+    assert {rec["repo"]["origin"]: name for name in subset for rec in subset[name]}.items() <= where.items()
+    bad = prt(["export", "--out", str(tmp_path / "x"), "--split", "train=0.9,test=0.2"], cli_env, examples_lake)
+    assert bad.returncode == 2 and "add up to 1.1, not 1" in bad.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_export_streams_shards_to_s3(examples_lake, s3_endpoint, tmp_path, fmt):
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from client.storage import fs_for
+    from lake import Lake
+    from tasks.research.export import export
+    from tests.conftest import _new_bucket
+
+    out = f"s3://{_new_bucket()}/sets/v1"
+    fs, root = fs_for(examples_lake)
+    report = export(Lake(examples_lake), fs, root, out, fmt, max_shard_bytes=1)  # every record its own shard
+    assert report.counts == {"train": 3} and len(report.files["train"]) == 3
+    s3 = fsspec.filesystem("s3", endpoint_url=s3_endpoint)
+    assert sorted(s3.ls(out.removeprefix("s3://") + "/data")) == sorted(p.removeprefix("s3://") for p in report.files["train"])
+    ids = []
+    for path in report.files["train"]:
+        with s3.open(path, "rb") as f:
+            ids += [json.loads(line)["trace_id"] for line in f] if fmt == "jsonl" else pq.read_table(f).column("trace_id").to_pylist()
+    assert ids == ["example-failed-attempt", "example-multi-file-fix", "example-simple-fix"]
+    assert s3.cat_file(out.removeprefix("s3://") + "/README.md").startswith(b"---\nlicense: other\n")
