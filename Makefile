@@ -49,6 +49,7 @@ bench-docs: install sandbox
 	$(BIN)/prt bench --qa --json docs/bench/qa.json
 	$(BIN)/prt bench --judge --json docs/bench/judge.json
 	$(BIN)/prt bench --read --json docs/bench/read.json
+	$(BIN)/prt bench --export --json docs/bench/export.json
 	$(BIN)/python docs/generate.py
 
 examples: install

@@ -146,6 +146,11 @@ def _tree(root: int) -> list[int]:
     return out
 
 
+def resident_mb(pid: int) -> float:
+    """The resident size of one process now, in MiB (0 when it is gone)."""
+    return round(_rss_kb(pid) / 1024, 1)
+
+
 def _rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as f:

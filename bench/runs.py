@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench.generate import clone_examples, env_traces, generate_in
-from bench.probes import CpuUse, PeakMemory, _rss_kb, delta_files, files, machine, scan_stats
+from bench.probes import CpuUse, PeakMemory, delta_files, files, machine, resident_mb, scan_stats
 
 
 def _warm_prefect() -> None:
@@ -264,7 +264,7 @@ def _child_export(lake: str, out: str, fmt: str) -> dict:
     from lake.read import Lake
     from tasks.research.export import export
 
-    rest = round(_rss_kb(os.getpid()) / 1024, 1)  # with the export's imports done: they are not the export
+    rest = resident_mb(os.getpid())  # with the export's imports done: they are not the export
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         fs, root = fs_for(lake)

@@ -106,7 +106,7 @@ def measured() -> str:
     """A table per benchmark from the newest `prt bench --json` result of each kind in docs/bench/."""
     results = sorted((DOCS / "bench").glob("*.json"))
     if not results:
-        return "No results yet: run `prt bench --json docs/bench/ingest.json` (and `--qa`, `--judge`, `--read`).\n"
+        return "No results yet: run `prt bench --json docs/bench/ingest.json` (and `--qa`, `--judge`, `--read`, `--export`).\n"
     lines = ["| benchmark | result | measured on | file |", "| --- | --- | --- | --- |"]
     for path in results:
         r = json.loads(path.read_text())
@@ -142,6 +142,15 @@ def _summary(kind: str, r: dict) -> str:
                 f"one day's scores {d['seconds'] * 1000:.0f} ms ({d['files_read']} of {r[when]['scores_files']} files)"
             )
         return "; ".join(parts) + f" ({r['events']:,} events)"
+    if "runs" in r and r["runs"] and "records_per_s" in r["runs"][0]:
+        return (
+            "; ".join(
+                f"{x['events']:,} events ({x['records']:,} records): {x['records_per_s']:,} records/s, "
+                f"peak {x['peak_rss_mb']:,.0f} MB resident ({x['resting_rss_mb']:,.0f} MB at rest)"
+                for x in r["runs"]
+            )
+            + f" ({r['format']}, to a dataset folder)"
+        )
     return ", ".join(f"{k} {v}" for k, v in r.items() if isinstance(v, int | float))
 
 

@@ -49,7 +49,8 @@ class Lake:
         self.url = self.tables.url
         if not create and not any(self.tables.exists(name) for name in TABLES):
             raise InvalidInput(
-                "lake", f"no lake at {self.url} (none of its tables is there): check the path, or ingest into it first (prt ingest)"
+                "lake",
+                f"no lake at {self.url} (none of its tables is there): check the path, or ingest into it first (prt ingest)",
             )
 
     def table(self, name: str, *, version: int | None = None) -> pl.LazyFrame:

@@ -37,7 +37,12 @@ def test_exact_and_near_duplicates_share_a_group_whatever_the_order():
     records = [
         _rec("t-1", overall=3.0),
         # the same fix: another spelling of the origin, CRLF line ends, other hunk line numbers
-        _rec("t-2", PATCH.replace("@@ -7,7 +7,7 @@", "@@ -9,7 +9,7 @@").replace("\n", "\r\n"), "git@example.org:calculator", overall=4.2),
+        _rec(
+            "t-2",
+            PATCH.replace("@@ -7,7 +7,7 @@", "@@ -9,7 +9,7 @@").replace("\n", "\r\n"),
+            "git@example.org:calculator",
+            overall=4.2,
+        ),
         _rec("t-3", PATCH + "+# tidy\n"),  # nearly the same fix
         _rec("t-4", PATCH, commit="def456"),  # the same patch on another commit: not exact, but near
         _rec("t-5", OTHER, "https://example.org/tokens.git", title="Split drops empty tokens"),

@@ -71,4 +71,7 @@ def test_duplicate_sessions_share_a_dedup_group_and_dedup_keeps_one(tmp_path, pr
     assert every.records[0]["participant"].startswith("p_") and every.records[0]["session"]["started_at"].endswith("Z")
     kept = build_records(Lake(lake_url), fs, root, dedup=True)
     assert [r["trace_id"] for r in kept.records] == ["fix-a"] and kept.dropped == 2
-    assert kept.summary() == "duplicates: 3 records in 1 groups (1 exact, 2 near pairs); 2 left out (--dedup keeps the best-scored of each group)"
+    assert (
+        kept.summary()
+        == "duplicates: 3 records in 1 groups (1 exact, 2 near pairs); 2 left out (--dedup keeps the best-scored of each group)"
+    )

@@ -148,7 +148,17 @@ def test_notebook_runs(examples_lake, tmp_path):
 
 def test_export_a_dataset_folder_with_splits_and_a_card(examples_lake, cli_env, tmp_path):
     out = tmp_path / "set"
-    args = ["export", "--out", str(out), "--split", "train=0.5,validation=0.25,test=0.25", "--split-by", "repo", "--license", "cc-by-4.0"]
+    args = [
+        "export",
+        "--out",
+        str(out),
+        "--split",
+        "train=0.5,validation=0.25,test=0.25",
+        "--split-by",
+        "repo",
+        "--license",
+        "cc-by-4.0",
+    ]
     r = prt(args, cli_env, examples_lake)
     assert r.returncode == 0, r.stderr[-2000:]
     card = (out / "README.md").read_text()
@@ -195,6 +205,10 @@ def test_export_streams_shards_to_s3(examples_lake, s3_endpoint, tmp_path, fmt):
     ids = []
     for path in report.files["train"]:
         with s3.open(path, "rb") as f:
-            ids += [json.loads(line)["trace_id"] for line in f] if fmt == "jsonl" else pq.read_table(f).column("trace_id").to_pylist()
+            ids += (
+                [json.loads(line)["trace_id"] for line in f]
+                if fmt == "jsonl"
+                else pq.read_table(f).column("trace_id").to_pylist()
+            )
     assert ids == ["example-failed-attempt", "example-multi-file-fix", "example-simple-fix"]
     assert s3.cat_file(out.removeprefix("s3://") + "/README.md").startswith(b"---\nlicense: other\n")
