@@ -24,13 +24,15 @@ from schemas.tables import TABLES
 __all__ = ["Lake", "in_date_range", "repo_key"]
 
 
-def in_date_range(col: str, since: date | None, until: date | None) -> pl.Expr:
-    """`col` between `since` and `until`, both inclusive; an open end when None."""
+def in_date_range(col: str | pl.Expr, since: date | None, until: date | None) -> pl.Expr:
+    """`col` (a column name or an expression) between `since` and `until`, both inclusive; an
+    open end when None."""
+    value = pl.col(col) if isinstance(col, str) else col
     expr = pl.lit(True)
     if since:
-        expr &= pl.col(col) >= since
+        expr &= value >= since
     if until:
-        expr &= pl.col(col) <= until
+        expr &= value <= until
     return expr
 
 
@@ -225,7 +227,7 @@ class Lake:
         out: list[tuple[str, pl.Expr]] = []
         if since or until:
             day = pl.col("started_at").dt.convert_time_zone("UTC").dt.date()
-            out.append((_range_label("session date", since, until), _between(day, since, until)))
+            out.append((_range_label("session date", since, until), in_date_range(day, since, until)))
         if ingested_since or ingested_until:
             out.append(
                 (
@@ -305,15 +307,6 @@ def repo_key(origin: str) -> str:
     """An origin as people write it: no scheme, user, `.git` or trailing slash, any case."""
     key = origin.strip().lower().split("://", 1)[-1].split("@", 1)[-1].rstrip("/").removesuffix(".git")
     return key.replace(":", "/", 1) if "/" not in key.split(":", 1)[0] else key  # git@host:owner/name
-
-
-def _between(expr: pl.Expr, since: date | None, until: date | None) -> pl.Expr:
-    out = pl.lit(True)
-    if since:
-        out &= expr >= since
-    if until:
-        out &= expr <= until
-    return out
 
 
 def _range_label(what: str, since: date | None, until: date | None) -> str:

@@ -87,7 +87,8 @@ def dataset_card(
         "A split with no records has no files and is not listed in the header.",
         "",
         (
-            f"Split by `{report.split_by}` with a stable hash of it (shares {report.shares}): no {report.split_by} is in two "
+            f"Split by `{report.split_by}` with a stable hash of it (shares: "
+            f"{', '.join(f'{k} {v:g}' for k, v in (report.shares or {}).items())}): no {report.split_by} is in two "
             "splits, and adding sessions to the lake never moves an old one."
             if report.split_by
             else "One split."
@@ -95,7 +96,9 @@ def dataset_card(
         "",
         "## What the selection holds",
         "",
-        f"{ds.height} sessions matched the filters; {report.dropped} were left out as duplicates. {report.summary()}.",
+        f"{ds.height} sessions matched the filters. {report.dedup.in_groups()} of them have a duplicate "
+        f"({report.dedup.duplicated_groups()} groups: {report.dedup.exact_pairs} exact and {report.dedup.near_pairs} near "
+        f"pairs); {report.dropped} were left out as duplicates of a better-scored one. Their verdicts:",
         "",
         _table([(v or "not verified", n) for v, n in verdicts], ("verdict", "sessions")),
         "",

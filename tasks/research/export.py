@@ -34,10 +34,8 @@ byte-identical files. Load them with `datasets.load_dataset("json" | "parquet", 
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -48,10 +46,12 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 from client.diffs import EditSpec, replay_edits, unified_diff
+from client.snapshot import iter_snapshot
 from client.storage import join
 from lake.read import Lake
 from schemas.errors import InvalidInput, ReplayError
 from schemas.rubric import DIMENSIONS
+from schemas.settings import get_ingest_settings
 from tasks.research.dedup import DedupResult, dedup_groups, keep_best
 from tasks.research.split import SPLIT_BY, parse_split, split_key, split_of
 
@@ -151,12 +151,9 @@ def _final_patch(snapshot: bytes, edits: list[EditSpec]) -> str | None:
     if not edits:
         return ""
     paths = {e.file_path for e in edits}
-    originals: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:gz") as tar:
-        for m in tar.getmembers():
-            name = m.name.removeprefix("./")
-            if name in paths and m.isreg():
-                originals[name] = tar.extractfile(m).read()
+    limit = get_ingest_settings().max_snapshot_unpacked_bytes
+    # The one snapshot reader (client/snapshot.py), as ingest and QA read it; one file at a time.
+    originals = {e.name: e.data for e in iter_snapshot(snapshot, max_unpacked=limit) if e.kind == "file" and e.name in paths}
     try:
         final = replay_edits(originals, edits)
     except ReplayError:
