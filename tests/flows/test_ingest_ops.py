@@ -17,7 +17,7 @@ from flows.ingest import ingest_inbox
 from lake import Lake
 from lake.frames import polars_schema, to_arrow
 from lake.tables import LakeTables
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, InvalidInput
 from schemas.tables import TRACES
 from tasks.ingest.batch import IngestSummary
 from tasks.publish import MAX_TABLE_ROWS, bounded
@@ -102,7 +102,9 @@ def test_older_table_evolves_in_place(storage_url, prefect_api):
 
 
 def test_read_api_on_empty_lake(storage_url):
-    lk = Lake(storage_url("lake"))
+    with pytest.raises(InvalidInput, match="no lake at"):  # a typo'd path is not an empty lake
+        Lake(storage_url("lake"))
+    lk = Lake(storage_url("lake"), create=True)
     assert lk.events().collect().columns[:2] == ["trace_id", "seq"]
     assert lk.quarantine().collect().height == 0
     with pytest.raises(KeyError, match="known: traces"):
