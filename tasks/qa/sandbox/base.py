@@ -93,6 +93,11 @@ class RunResult:
     def ok(self) -> bool:
         return self.error is None and not self.timed_out
 
+    @classmethod
+    def sandbox_failed(cls, error: str, start_s: float, stdout: str = "", stderr: str = "") -> RunResult:
+        """The sandbox itself failed (`error`) after `start_s` seconds; the command did not run to an exit code."""
+        return cls(None, False, 0.0, start_s, stdout, stderr, False, error=error)
+
 
 def remove_tree(path: Path) -> None:
     """Remove a folder whatever a test left in it: Python's rmtree recurses once per level, and a

@@ -136,27 +136,10 @@ class DockerSandbox(Sandbox):
                 labels={"prt.sandbox": "1"},
             )
         except ImageNotFound:
-            return RunResult(
-                None,
-                False,
-                0.0,
-                time.monotonic() - t0,
-                "",
-                "",
-                False,
-                error=f"image {image} is not available on this docker engine",
-            )
+            return RunResult.sandbox_failed(f"image {image} is not available on this docker engine", time.monotonic() - t0)
         except APIError as exc:
-            return RunResult(
-                None,
-                False,
-                0.0,
-                time.monotonic() - t0,
-                "",
-                "",
-                False,
-                error=f"docker could not create the container: {exc.explanation or exc}",
-            )
+            why = f"docker could not create the container: {exc.explanation or exc}"
+            return RunResult.sandbox_failed(why, time.monotonic() - t0)
         out, err = OutputCap(s.output_bytes), OutputCap(s.output_bytes)
         try:
             stream = container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=True)
@@ -186,16 +169,8 @@ class DockerSandbox(Sandbox):
                 oom_killed=oom,
             )
         except APIError as exc:
-            return RunResult(
-                None,
-                False,
-                0.0,
-                time.monotonic() - t0,
-                out.text(),
-                err.text(),
-                False,
-                error=f"docker failed: {exc.explanation or exc}",
-            )
+            why = f"docker failed: {exc.explanation or exc}"
+            return RunResult.sandbox_failed(why, time.monotonic() - t0, out.text(), err.text())
         finally:
             with contextlib.suppress(APIError):
                 container.remove(force=True)

@@ -137,7 +137,7 @@ class NamespaceSandbox(Sandbox):
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env={}
             )
         except OSError as exc:
-            return RunResult(None, False, 0.0, time.monotonic() - t0, "", "", False, error=f"could not start bubblewrap: {exc}")
+            return RunResult.sandbox_failed(f"could not start bubblewrap: {exc}", time.monotonic() - t0)
         started = time.monotonic()
         readers = [
             threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
