@@ -260,15 +260,13 @@ def _child_lake(inbox: str, lake: str, workers: str) -> dict:
 def _child_export(lake: str, out: str, fmt: str) -> dict:
     """One export of the whole lake to a dataset folder, in a process of its own: its peak is the
     export's alone (resident size of the process, read as it runs; its resting size apart)."""
-    from client.storage import fs_for
     from lake.read import Lake
     from tasks.research.export import export
 
     rest = resident_mb(os.getpid())  # with the export's imports done: they are not the export
     with PeakMemory() as mem:
         t0 = time.perf_counter()
-        fs, root = fs_for(lake)
-        report = export(Lake(lake), fs, root, out, fmt, split="train=0.9,test=0.1", split_by="dedup_group")
+        report = export(Lake(lake), out, fmt, split="train=0.9,test=0.1", split_by="dedup_group")
         seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,

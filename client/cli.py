@@ -474,22 +474,19 @@ def export(
     lake: LakeOpt = None,
 ) -> None:
     """Write a deterministic training set: one record per trace (format in tasks/research/export.py and the README)."""
-    from client.storage import fs_for
     from lake.read import Lake
     from tasks.research.export import export as write_export
 
     if test_config not in (None, "yes", "no"):
         raise typer.BadParameter("use yes or no", param_hint="--test-config-changed")
-    url = _lake(lake)
-    fs, root = fs_for(url)
     filters = dict(
         since=since, until=until, ingested_since=ingested_since, ingested_until=ingested_until, repo=repo or None,
         task=task or None, verdict=verdict or None, min_score=min_score,
         test_config_changed=None if test_config is None else test_config == "yes",
     )  # fmt: skip
-    lk = Lake(url)
+    lk = Lake(_lake(lake))
     report = write_export(
-        lk, fs, root, out, format, judge=judge, dedup=dedup, split=split, split_by=split_by,
+        lk, out, format, judge=judge, dedup=dedup, split=split, split_by=split_by,
         max_shard_bytes=max_shard_bytes, license=license, **filters,
     )  # fmt: skip
     console.print(f"wrote {report.records} records to {out}")

@@ -10,16 +10,21 @@ lake at all is an error, unless `Lake(url, create=True)`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date
 
 import polars as pl
+from fsspec import AbstractFileSystem
 
+from client.storage import fs_for, join
 from lake.tables import LakeTables
 from schemas.errors import InvalidInput
+from schemas.layout import ref_hex
 from schemas.qa import VERDICTS
 from schemas.rubric import DIMENSIONS
 from schemas.tables import TABLES
+from schemas.types import ARTIFACT_REF_RE
 
 __all__ = ["Lake", "in_date_range", "repo_key"]
 
@@ -70,16 +75,18 @@ class Lake:
     def artifact(self, ref: str) -> bytes | None:
         """The stored bytes of an artifact (`sha256:<hex>`, as in `stdout_ref` or `snapshot_ref`),
         or None when the lake does not hold it (removed by retention or `forget`)."""
-        from client.storage import fs_for, join
-
-        hex_ = ref.removeprefix("sha256:")
-        if len(hex_) != 64 or any(c not in "0123456789abcdef" for c in hex_):
+        hex_ = ref_hex(ref)
+        if not ARTIFACT_REF_RE.match("sha256:" + hex_):
             raise ValueError(f"{ref!r} is not an artifact reference (sha256:<64 hex digits>)")
-        fs, root = fs_for(self.url)
+        fs, root = self._store
         try:
             return fs.cat_file(join(root, "artifacts", hex_))
         except FileNotFoundError:
             return None
+
+    @functools.cached_property
+    def _store(self) -> tuple[AbstractFileSystem, str]:
+        return fs_for(self.url)
 
     def output(self, event: dict, name: str) -> str | None:
         """A cmd_run's `stdout` or `stderr` (`name`) as text, whole: the inline value, or the
@@ -193,8 +200,8 @@ class Lake:
 
     def _joined(self, judge_id: str | None) -> pl.LazyFrame:
         traces = self.traces().select(
-            "trace_id", "task_id", "task_title", "repo_origin", "start_commit", "participant", "started_at", "ended_at",
-            "event_count", "chain_head", "redaction_count", "ingest_date",
+            "trace_id", "task_id", "task_title", "task_description", "repo_origin", "start_commit", "participant",
+            "started_at", "ended_at", "event_count", "chain_head", "redaction_count", "ingest_date",
         )  # fmt: skip
         metrics = self.metrics().drop("ingest_date", "pipeline_run_id", "batch_id", "code_version")
         qa = self.latest_qa().select(

@@ -78,6 +78,11 @@ class DedupResult:
         """Records that have at least one duplicate."""
         return sum(self._sizes())
 
+    def summary(self, dropped: int = 0) -> str:
+        """One line for an export's output: the groups, and the records `--dedup` left out."""
+        line = f"duplicates: {self.in_groups()} records in {self.duplicated_groups()} groups ({self.exact_pairs} exact, {self.near_pairs} near pairs)"
+        return line + (f"; {dropped} left out (--dedup keeps the best-scored of each group)" if dropped else "")
+
 
 def dedup_groups(records: Iterable[dict], *, threshold: float = 0.8) -> DedupResult:
     """`dedup_group` of every record (by trace_id), exact and near duplicates together."""

@@ -176,12 +176,7 @@ class ExportSet:
     """Records left out by `dedup=True` (each a duplicate of a better-scored one)."""
 
     def summary(self) -> str:
-        d = self.dedup
-        line = (
-            f"duplicates: {d.in_groups()} records in {d.duplicated_groups()} groups "
-            f"({d.exact_pairs} exact, {d.near_pairs} near pairs)"
-        )
-        return line + (f"; {self.dropped} left out (--dedup keeps the best-scored of each group)" if self.dropped else "")
+        return self.dedup.summary(self.dropped)
 
 
 BATCH_TRACES = 200
@@ -191,8 +186,8 @@ BATCH_TRACES = 200
 class _Source:
     """The lake's side of an export: the selected traces and their records, built a batch at a time."""
 
-    def __init__(self, lake: Lake, lake_fs: AbstractFileSystem, lake_root: str, ds: pl.DataFrame):
-        self.lake, self.fs, self.root, self.ds = lake, lake_fs, lake_root, ds
+    def __init__(self, lake: Lake, ds: pl.DataFrame):
+        self.lake, self.ds = lake, ds
         self.patches: dict[str, str | None] = {}
 
     def batches(self, ids: list[str]) -> Iterator[list[str]]:
@@ -220,7 +215,10 @@ class _Source:
                     EditSpec(e["seq"], e["event_id"], e["file_path"], e["diff_unified"], e["buffer_hash_after"])
                     for e in edits.get(tid, [])
                 ]
-                snapshot = self.fs.cat_file(join(self.root, "artifacts", traces[tid]["snapshot_ref"].removeprefix("sha256:")))
+                ref = traces[tid]["snapshot_ref"]
+                snapshot = self.lake.artifact(ref)
+                if snapshot is None:
+                    raise FileNotFoundError(f"the snapshot {ref} of trace {tid} is not in the lake at {self.lake.url}")
                 self.patches[tid] = _final_patch(snapshot, specs)
 
     def light(self, row: dict) -> dict:
@@ -253,28 +251,25 @@ class _Source:
                 yield _record(rows[tid], traces[tid], events.get(tid, []), qa.get(tid, {}), self.patches[tid], self.lake)
 
 
-def _select(lake: Lake, lake_fs: AbstractFileSystem, lake_root: str, judge: str | None, dedup: bool, filters: dict):
+def _select(lake: Lake, judge: str | None, dedup: bool, filters: dict):
     ds = lake.dataset(judge=judge, **filters).collect()
-    if "task_description" not in ds.columns:
-        ds = ds.join(lake.traces().select("trace_id", "task_description").collect(), on="trace_id", how="left")
-    source = _Source(lake, lake_fs, lake_root, ds)
+    source = _Source(lake, ds)
     ids = ds["trace_id"].to_list()
     source.final_patches(ids)
-    found = dedup_groups(source.light(r) for r in ds.iter_rows(named=True))
-    keep = ids
-    if dedup:
-        light = [source.light(r) | {"dedup_group": found.groups[r["trace_id"]]} for r in ds.iter_rows(named=True)]
-        keep = [r["trace_id"] for r in keep_best(light)]
-    return source, found, keep
+    light = [source.light(r) for r in ds.iter_rows(named=True)]
+    found = dedup_groups(light)
+    if not dedup:
+        return source, found, ids
+    for r in light:
+        r["dedup_group"] = found.groups[r["trace_id"]]
+    return source, found, [r["trace_id"] for r in keep_best(light)]
 
 
-def build_records(
-    lake: Lake, lake_fs: AbstractFileSystem, lake_root: str, *, judge: str | None = None, dedup: bool = False, **filters
-) -> ExportSet:
+def build_records(lake: Lake, *, judge: str | None = None, dedup: bool = False, **filters) -> ExportSet:
     """Export records for the traces that pass the filters (those of `Lake.dataset`), sorted by
     trace_id, each with its `dedup_group`; with `dedup`, only the best-scored record of each group.
     All in memory: for notebooks and tests. `export` streams them to files."""
-    source, found, keep = _select(lake, lake_fs, lake_root, judge, dedup, filters)
+    source, found, keep = _select(lake, judge, dedup, filters)
     records = [r | {"dedup_group": found.groups[r["trace_id"]]} for r in source.records(keep)]
     return ExportSet(records, found, dropped=len(found.groups) - len(keep))
 
@@ -336,7 +331,7 @@ class ExportReport:
         return sum(self.counts.values())
 
     def summary(self) -> str:
-        return ExportSet([], self.dedup, self.dropped).summary()
+        return self.dedup.summary(self.dropped)
 
 
 class _Shards:
@@ -400,8 +395,6 @@ class _Shards:
 
 def export(
     lake: Lake,
-    lake_fs: AbstractFileSystem,
-    lake_root: str,
     out: str,
     fmt: str = "jsonl",
     *,
@@ -430,7 +423,7 @@ def export(
     single = split is None and out.endswith((".jsonl", ".parquet"))
     if single and not out.endswith("." + fmt):
         raise InvalidInput("out", f"{out} does not end in .{fmt}: name the file for its format, or give a folder")
-    source, found, keep = _select(lake, lake_fs, lake_root, judge, dedup, filters)
+    source, found, keep = _select(lake, judge, dedup, filters)
     fs, root = fs_for(out)
     limit = float("inf") if single or not max_shard_bytes else max_shard_bytes
     if single:

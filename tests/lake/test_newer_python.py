@@ -28,15 +28,13 @@ PYTHON = "3.13"
 READER = """
 import json, sys
 import polars as pl
-from client.storage import fs_for
 from lake import Lake
 from tasks.research.export import export
 
 lake, out = sys.argv[1], sys.argv[2]
 lk = Lake(lake)
 verified = lk.dataset(verdict="verified").collect().height
-fs, root = fs_for(lake)
-report = export(lk, fs, root, out, "parquet", split="train=0.5,test=0.5", split_by="repo")
+report = export(lk, out, "parquet", split="train=0.5,test=0.5", split_by="repo")
 back = pl.read_parquet(out + "/data/*.parquet")
 print(json.dumps({"python": sys.version.split()[0], "verified": verified, "records": report.records,
                   "read_back": sorted(back["trace_id"].to_list()), "pipeline": "prefect" in sys.modules}))

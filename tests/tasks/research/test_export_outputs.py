@@ -7,7 +7,6 @@ import io
 
 from rich.console import Console
 
-from client.storage import fs_for
 from client.writer import TraceWriter
 from flows.ingest import ingest_inbox
 from lake import Lake
@@ -39,8 +38,7 @@ def test_an_80_kb_test_output_keeps_its_failures_in_export_and_show(tmp_path, pr
     assert ingest_inbox(inbox=inbox, lake=lake_url).ingested == ["big-output"]
 
     lake = Lake(lake_url)
-    fs, root = fs_for(lake_url)
-    (record,) = build_records(lake, fs, root).records
+    (record,) = build_records(lake).records
     step = next(s for s in record["steps"] if s["type"] == "command")
     assert all(line in step["output"] for line in FAILED) and "warning: deprecated" in step["output"]
     assert "2 failed, 40 passed" in step["output"] and step["output"].startswith("=====")
@@ -63,13 +61,12 @@ def test_duplicate_sessions_share_a_dedup_group_and_dedup_keeps_one(tmp_path, pr
     write_trace(inbox, "fix-b", texts={"note": "another developer, the same fix"})  # same repo, commit and patch
     write_trace(inbox, "fix-c", texts={"diff_note": "ok"})  # the same fix and a comment: near
     assert sorted(ingest_inbox(inbox=inbox, lake=lake_url).ingested) == ["fix-a", "fix-b", "fix-c"]
-    fs, root = fs_for(lake_url)
-    every = build_records(Lake(lake_url), fs, root)
+    every = build_records(Lake(lake_url))
     assert [r["dedup_group"] for r in every.records] == ["fix-a", "fix-a", "fix-a"]
     assert every.dedup.exact_pairs == 1 and every.dedup.near_pairs >= 1 and every.dropped == 0
     assert {r["participant"] for r in every.records} == {every.records[0]["participant"]}
     assert every.records[0]["participant"].startswith("p_") and every.records[0]["session"]["started_at"].endswith("Z")
-    kept = build_records(Lake(lake_url), fs, root, dedup=True)
+    kept = build_records(Lake(lake_url), dedup=True)
     assert [r["trace_id"] for r in kept.records] == ["fix-a"] and kept.dropped == 2
     assert (
         kept.summary()

@@ -191,14 +191,12 @@ def test_export_streams_shards_to_s3(examples_lake, s3_endpoint, tmp_path, fmt):
     import fsspec
     import pyarrow.parquet as pq
 
-    from client.storage import fs_for
     from lake import Lake
     from tasks.research.export import export
     from tests.conftest import _new_bucket
 
     out = f"s3://{_new_bucket()}/sets/v1"
-    fs, root = fs_for(examples_lake)
-    report = export(Lake(examples_lake), fs, root, out, fmt, max_shard_bytes=1)  # every record its own shard
+    report = export(Lake(examples_lake), out, fmt, max_shard_bytes=1)  # every record its own shard
     assert report.counts == {"train": 3} and len(report.files["train"]) == 3
     s3 = fsspec.filesystem("s3", endpoint_url=s3_endpoint)
     assert sorted(s3.ls(out.removeprefix("s3://") + "/data")) == sorted(p.removeprefix("s3://") for p in report.files["train"])
