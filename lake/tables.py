@@ -192,14 +192,13 @@ class LakeTables:
 
     @staticmethod
     def _retry(fn, attempts: int = 5):
+        """`fn()`, again on a commit conflict or network trouble; past `attempts`, the project's
+        transient error (never delta-rs' own, which cannot cross from a worker process: unpickled
+        there, it hid the conflict behind a PicklingError and failed the whole ingest)."""
         for i in range(attempts):
             try:
                 return fn()
-            except CommitFailedError:
-                if i == attempts - 1:
-                    raise
-                time.sleep(0.2 * 2**i)
-            except OSError as exc:  # network trouble talking to the store
+            except (CommitFailedError, OSError) as exc:  # other writers, or the store
                 if i == attempts - 1:
                     raise as_storage_error("lake", exc) from exc
                 time.sleep(0.2 * 2**i)

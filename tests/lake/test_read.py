@@ -120,3 +120,25 @@ def test_a_path_with_no_lake_is_an_error_not_an_empty_lake(tmp_path):
         Lake(str(tmp_path / "typo"))
     fresh = Lake(str(tmp_path / "new"), create=True)  # the pipeline's stages, before the first ingest
     assert fresh.traces().collect().height == 0
+
+
+def test_a_commit_that_keeps_conflicting_is_a_transient_error_that_crosses_processes():
+    """delta-rs' CommitFailedError cannot be pickled: raised in an ingest worker, it became a
+    PicklingError that failed the whole run instead of a retry of the batch."""
+    import pickle
+
+    from deltalake.exceptions import CommitFailedError
+
+    from lake.tables import LakeTables
+    from schemas.errors import StorageUnavailable, is_transient
+
+    tries = []
+
+    def conflict():
+        tries.append(1)
+        raise CommitFailedError("Transaction failed: version already exists")
+
+    with pytest.raises(StorageUnavailable) as caught:
+        LakeTables._retry(conflict, attempts=2)
+    assert len(tries) == 2 and is_transient(caught.value)
+    assert "version already exists" in str(pickle.loads(pickle.dumps(caught.value)))
