@@ -4,11 +4,9 @@ import json
 import sys
 
 from bench.runs import CHILDREN
-from flows import local_runs
 
 if __name__ == "__main__":
     kind, *rest = sys.argv[1:]
     if kind not in CHILDREN:
         raise SystemExit(f"unknown bench child {kind}; known: {', '.join(CHILDREN)}")
-    with local_runs():  # as `prt` runs flows
-        print(json.dumps(CHILDREN[kind](*rest), default=str))
+    print(json.dumps(CHILDREN[kind](*rest), default=str))

@@ -8,7 +8,8 @@
     prt bench --profile [--traces 500]                   the ingest stages in one process, under pyinstrument
 
 Every measured run happens in a child process (`python -m bench KIND ...`) that warms up
-first (the temporary Prefect server, imports, worker processes) and then times only the work;
+first (imports, worker processes) and then times only the work, run as `prt` runs it without a
+Prefect server (the jobs, plain Python);
 peak memory is sampled over that child and all its descendants (proportional set size, so pages
 shared by forked workers count once).
 """
@@ -31,21 +32,10 @@ from bench.generate import clone_examples, env_traces, generate_in
 from bench.probes import CpuUse, PeakMemory, delta_files, files, machine, resident_mb, scan_stats
 
 
-def _warm_prefect() -> None:
-    from prefect import flow
-
-    @flow(name="bench-warm-up")
-    def warm_up() -> None:  # starts the temporary Prefect server outside the measurement
-        return None
-
-    warm_up()
-
-
 def _child_ingest(inbox: str, lake: str, workers: str) -> dict:
     import tasks.ingest.validate
-    from flows.ingest import ingest_inbox
+    from jobs.ingest import ingest_inbox
 
-    _warm_prefect()
     t0 = time.perf_counter()
     if int(workers) == 1:
         tasks.ingest.validate.warm_up()  # Great Expectations' import and suite set-up, once per process
@@ -95,8 +85,8 @@ def _child_floor(inbox: str, table: str) -> dict:
 def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str, env_inbox: str) -> dict:
     import polars as pl
 
-    from flows.ingest import ingest_inbox
-    from flows.qa import verify_traces
+    from jobs.ingest import ingest_inbox
+    from jobs.qa import verify_traces
     from lake.read import Lake
 
     ingest_inbox(inbox=inbox, lake=lake)  # not measured
@@ -141,8 +131,8 @@ def _child_qa(inbox: str, lake: str, parallel: str, sandbox: str, env_inbox: str
 def _child_judge(inbox: str, lake: str, workers: str) -> dict:
     import polars as pl
 
-    from flows.ingest import ingest_inbox
-    from flows.judge import judge_traces
+    from jobs.ingest import ingest_inbox
+    from jobs.judge import judge_traces
     from lake.read import Lake
     from tasks.judge import get_judge
     from tasks.judge.store import judge_batches
@@ -216,8 +206,8 @@ def _child_profile(inbox: str, lake: str, out: str) -> dict:
 def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
     import polars as pl
 
-    from flows.ingest import ingest_inbox
-    from flows.maintain import maintain_lake
+    from jobs.ingest import ingest_inbox
+    from jobs.maintain import maintain_lake
     from lake.read import Lake
 
     ingest_inbox(inbox=inbox, lake=lake, workers=int(workers))  # not measured
@@ -249,8 +239,8 @@ def _child_read(inbox: str, lake: str, workers: str, days: str) -> dict:
 
 def _child_lake(inbox: str, lake: str, workers: str) -> dict:
     """A lake to read from: the inbox ingested and judged (not measured)."""
-    from flows.ingest import ingest_inbox
-    from flows.judge import judge_traces
+    from jobs.ingest import ingest_inbox
+    from jobs.judge import judge_traces
 
     summary = ingest_inbox(inbox=inbox, lake=lake, workers=int(workers))
     judge_traces(lake=lake)

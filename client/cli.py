@@ -52,22 +52,67 @@ ImageOpt = Annotated[str | None, typer.Option(help="A sandbox image to verify in
 LakeOpt = Annotated[str | None, typer.Option("--lake", help="Lake URL (default: $PRT_LAKE or ./data/lake).", show_default=False)]
 
 
-def _runs_flows(command: Callable[P, R]) -> Callable[P, R]:
-    """For a command that runs flows: they run as local runs (flows.local_runs)."""
+_track: bool | None = None
+"""`prt --track/--no-track`: overrides PRT_TRACK for this command."""
+
+
+def _tracked() -> bool:
+    """Whether this command's jobs run as Prefect flow runs (client/tracking.py)."""
+    from client.tracking import tracked
+    from schemas.settings import get_settings
+
+    return _track if _track is not None else tracked(get_settings().track)
+
+
+def _job(module: str, name: str) -> Callable:
+    """The job `jobs.<module>.<name>`; its Prefect flow (`flows.<module>.<name>`) when runs are tracked."""
+    import importlib
+
+    return getattr(importlib.import_module(f"{'flows' if _tracked() else 'jobs'}.{module}"), name)
+
+
+def _runs_jobs(command: Callable[P, R]) -> Callable[P, R]:
+    """For a command that runs jobs: as Prefect flow runs without heartbeats (flows.local_runs)
+    when tracked, else as plain Python whose progress goes to stderr like Prefect's would."""
 
     @functools.wraps(command)  # typer reads the options from the wrapped signature
-    def run_locally(*args: P.args, **kwargs: P.kwargs) -> R:
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not _tracked():
+            _log_to_stderr()
+            return command(*args, **kwargs)
         from flows import local_runs
 
         with local_runs():
             return command(*args, **kwargs)
 
-    return run_locally
+    return run
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("prt")
+    logger.addHandler(handler)
+    logger.setLevel(os.environ.get("PRT_LOG_LEVEL", "INFO").upper())
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    track: Annotated[
+        bool | None,
+        typer.Option(
+            "--track/--no-track",
+            help="Run jobs as Prefect flow runs (shown in the UI; without a configured server Prefect starts a temporary one), "
+            "or as plain Python. Default: $PRT_TRACK (auto: tracked when a Prefect API is configured).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """PR Telemetry: turn bug-fixing sessions into verified, scored training data."""
+    global _track
+    _track = track
 
 
 def _inbox(value: str | None) -> str:
@@ -152,7 +197,7 @@ def _print_ingest(summary) -> None:
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def ingest(
     inbox: InboxOpt = None,
     lake: LakeOpt = None,
@@ -162,8 +207,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Assemble and validate complete traces from the inbox into the lake's Delta tables."""
-    from flows.ingest import ingest_inbox
-
+    ingest_inbox = _job("ingest", "ingest_inbox")
     _print_ingest(ingest_inbox(inbox=_inbox(inbox), lake=_lake(lake), workers=workers))
 
 
@@ -190,7 +234,7 @@ SandboxOpt = Annotated[
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def qa(
     lake: LakeOpt = None,
     trace_id: TraceIdsOpt = None,
@@ -203,8 +247,7 @@ def qa(
     ] = None,
 ) -> None:
     """Verify traces in a sandbox: tests before and after the recorded edits, FAIL_TO_PASS, verdict."""
-    from flows.qa import verify_traces
-
+    verify_traces = _job("qa", "verify_traces")
     _print_qa(verify_traces(lake=_lake(lake), trace_ids=trace_id or None, sandbox=sandbox, parallel=parallel, reruns=reruns))
 
 
@@ -255,20 +298,18 @@ def _print_judge(summary) -> None:
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def judge(lake: LakeOpt = None, judge: JudgeOpt = None, trace_id: TraceIdsOpt = None) -> None:
     """Score traces on the six-part rubric (heuristic offline, or any OpenAI-compatible model)."""
-    from flows.judge import judge_traces
-
+    judge_traces = _job("judge", "judge_traces")
     _print_judge(judge_traces(lake=_lake(lake), judge=judge, trace_ids=trace_id or None))
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def process(inbox: InboxOpt = None, lake: LakeOpt = None, sandbox: SandboxOpt = None, judge: JudgeOpt = None) -> None:
     """Ingest the inbox, verify the new traces, score them (the scheduled job)."""
-    from flows.process import process_inbox
-
+    process_inbox = _job("process", "process_inbox")
     _print_process(process_inbox(inbox=_inbox(inbox), lake=_lake(lake), sandbox=sandbox, judge=judge))
 
 
@@ -279,7 +320,7 @@ def _print_process(result) -> None:
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def reprocess(
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -291,8 +332,7 @@ def reprocess(
     """Run stages again over traces in the lake (no filter = all); re-running changes nothing."""
     from typing import get_args
 
-    from flows.reprocess import Stage
-    from flows.reprocess import reprocess as reprocess_flow
+    from jobs.reprocess import Stage
 
     known = get_args(Stage)
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
@@ -301,7 +341,7 @@ def reprocess(
         raise typer.BadParameter(
             f"unknown stage(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}", param_hint="--stages"
         )
-    result = reprocess_flow(
+    result = _job("reprocess", "reprocess")(
         since=since,
         until=until,
         trace_ids=trace_id or None,
@@ -317,15 +357,13 @@ def reprocess(
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def maintain(
     lake: LakeOpt = None,
     retention_days: Annotated[int | None, typer.Option(help="Default: $PRT_RETENTION_DAYS or 90.", show_default=False)] = None,
 ) -> None:
     """Retention, unreferenced artifacts, compaction, checkpoints and vacuum."""
-    from flows.maintain import maintain_lake
-
-    r = maintain_lake(lake=_lake(lake), retention_days=retention_days)
+    r = _job("maintain", "maintain_lake")(lake=_lake(lake), retention_days=retention_days)
     console.print(
         f"[bold]maintain[/bold]: {len(r.expired_traces)} traces expired, {r.expired_quarantine} quarantine records, {r.artifacts_removed} artifacts removed"
     )
@@ -352,7 +390,7 @@ def pseudonym_cmd(
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def forget(
     participant: Annotated[
         str | None,
@@ -369,12 +407,10 @@ def forget(
 ) -> None:
     """Erase a participant: rows, raw objects, artifacts and this host's QA cache, and vacuum the old
     files. Exits 1 when nothing matched."""
-    from flows.maintain import forget_participant
-
     if (participant is None) == (pseudonym is None):
         raise typer.BadParameter("give --participant ID or --pseudonym P (one of them)")
     who = pseudonym if pseudonym is not None else _pseudonym_of(participant)
-    r = forget_participant(participant=who, lake=_lake(lake))
+    r = _job("maintain", "forget_participant")(participant=who, lake=_lake(lake))
     if not r.matched:
         console.print(
             f"[bold red]forget[/bold red] {r.participant}: nothing matched (no trace, no quarantine record). "
@@ -503,30 +539,27 @@ def export(
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def report(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its plots.")], lake: LakeOpt = None
 ) -> None:
     """An HTML report of the lake with plots (also published as a Prefect markdown artifact)."""
-    from flows.report import report_lake
-
-    path = report_lake(lake=_lake(lake), out=str(out))
+    path = _job("report", "report_lake")(lake=_lake(lake), out=str(out))
     console.print(f"wrote {path}")
 
 
 @app.command()
-@_runs_flows
+@_runs_jobs
 def demo(inbox: InboxOpt = None, lake: LakeOpt = None) -> None:
     """Upload the three example sessions into the inbox and run the pipeline on them."""
     from client.upload import find_trace_dirs, upload_trace_dir
-    from flows.process import process_inbox
 
     examples = Path(__file__).resolve().parent.parent / "examples" / "traces"
     target_inbox, target_lake = _inbox(inbox), _lake(lake)
     for folder in find_trace_dirs(examples):
         upload_trace_dir(folder, target_inbox)
     console.print(f"uploaded the example sessions to {target_inbox}")
-    _print_process(process_inbox(inbox=target_inbox, lake=target_lake))
+    _print_process(_job("process", "process_inbox")(inbox=target_inbox, lake=target_lake))
     console.print(
         f"\nThe lake is at {target_lake}. Read it with:  python -c \"from lake import Lake; print(Lake('{target_lake}').traces().collect())\""
     )

@@ -1,4 +1,4 @@
-"""Prefect flows. `local_runs()` is how `prt` (not a deployment) runs them."""
+"""The jobs (jobs/) as Prefect flows. `local_runs()` is how `prt` runs them when its runs are tracked."""
 
 from __future__ import annotations
 

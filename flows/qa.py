@@ -1,90 +1,10 @@
-"""verify_traces: prove, in a sandbox, whether each trace's recorded edits fix its failing tests."""
+"""The verification job (jobs/qa.py) as a Prefect flow: sandboxes run in its thread pool."""
 
-from __future__ import annotations
-
-import uuid
-
-from prefect import flow, get_run_logger
-from prefect.futures import wait
-from prefect.runtime import flow_run
+from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 
-from client.storage import fs_for
-from lake.read import Lake
-from schemas.settings import get_sandbox_settings, get_settings
-from tasks.publish import publish_run_artifacts
-from tasks.qa.cache import live_snapshots, prune_qa_cache, qa_workdir
-from tasks.qa.sandbox import get_sandbox
-from tasks.qa.store import QaSummary, load_inputs_task, outcome_of, pending_task, store_task, verify_task
+from jobs import qa
 
 __all__ = ["verify_traces"]
 
-
-@flow(name="verify-traces", task_runner=ThreadPoolTaskRunner(max_workers=16), log_prints=True)
-def verify_traces(
-    lake: str | None = None,
-    trace_ids: list[str] | None = None,
-    sandbox: str | None = None,
-    parallel: int | None = None,
-    reruns: int | None = None,
-) -> QaSummary:
-    """Verify every trace that has no QA run yet (or the given trace ids): replay, test before and
-    after, grade, and write qa_runs. A trace already verified with the same qa_id is not run again.
-
-    sandbox: auto | docker | namespace (default PRT_SANDBOX). parallel: sandboxes at once.
-    reruns: extra runs of the after state to flag flaky tests.
-    """
-    logger = get_run_logger()
-    lake = lake or get_settings().lake
-    settings = get_sandbox_settings()
-    parallel = parallel or settings.parallel
-    reruns = settings.reruns if reruns is None else reruns
-    run_id = flow_run.get_id() or "local"
-    box = get_sandbox(sandbox, settings)
-    lk = Lake(lake, create=True)
-    lake_fs, lake_root = fs_for(lake)
-    summary = QaSummary(backend=box.version())
-
-    cleaned = prune_qa_cache(qa_workdir(settings), live=live_snapshots(lk))
-    if cleaned.snapshots or cleaned.environments or cleaned.leftovers:
-        logger.info("QA cache: removed %s the lake no longer holds or a killed run left", cleaned)
-    inputs = load_inputs_task(lk, trace_ids)
-    todo, summary.already = pending_task(quote(inputs), box, lk)
-    logger.info(
-        "%d traces to verify with %s (%d already verified), %d at a time",
-        len(todo),
-        box.version(),
-        len(summary.already),
-        parallel,
-    )
-
-    group = max(parallel * 4, 4)
-    pending: list = []
-    done: list = []
-    inputs_of: dict = {}
-    queue = list(todo)
-    while queue or pending:
-        while queue and len(pending) < parallel:
-            batch_id = f"qa-{uuid.uuid4().hex[:12]}"
-            inp = queue.pop(0)
-            fut = verify_task.submit(inp, lake_fs, lake_root, box, reruns=reruns, run_id=run_id, batch_id=batch_id)
-            inputs_of[fut] = inp
-            pending.append(fut)
-        finished = wait(pending, timeout=0.5).done
-        for fut in finished:
-            pending.remove(fut)
-            outcome = outcome_of(fut.result(raise_on_failure=False), inputs_of.pop(fut), summary)
-            if outcome is not None:
-                done.append(outcome)
-            else:
-                logger.error("QA of %s could not run: %s", *summary.failed[-1])
-        if len(done) >= group or (done and not queue and not pending):
-            store_task(quote(done), lk.tables, lake_fs, lake_root, run_id=run_id)
-            summary.rows += [o.row for o in done]
-            logger.info("verified %d of %d traces", len(summary.rows), len(todo))
-            done = []
-
-    publish_run_artifacts("qa", summary.table(), summary.markdown(), f"verification of {lake} with {box.version()}")
-    logger.info("QA: %s", ", ".join(f"{v} {n}" for v, n in sorted(summary.verdicts().items())) or "nothing to verify")
-    return summary
+verify_traces = flow(name="verify-traces", task_runner=ThreadPoolTaskRunner(max_workers=16), log_prints=True)(qa.verify_traces)

@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     artifact_grace_s: float = Field(
         86_400, ge=0, description="maintain_lake removes unreferenced artifacts only once they are this old."
     )
+    track: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Whether `prt` runs its jobs as Prefect flow runs (PRT_TRACK; `prt --track/--no-track` for one command). "
+        "auto: when a Prefect API is configured (PREFECT_API_URL in the environment, the active Prefect profile, "
+        "prefect.toml or .env), so runs show in its UI; otherwise as plain Python, without a server to start. always: "
+        "flow runs even with no API configured (Prefect then starts a temporary server, 6-10 s per command).",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import polars as pl
 from fsspec import AbstractFileSystem
-from prefect.utilities.annotations import quote
 
 from client.storage import fs_for, io_threads, map_io
 from lake.frames import empty_frame, polars_schema, to_arrow
@@ -627,8 +626,7 @@ def _call(fn, *args, **kwargs):
 
 
 def _as_task(fn, *args, **kwargs):
-    # Quoted: Prefect would otherwise walk the batch's frames and listings looking for futures.
-    return _STAGE_TASKS[fn](*(quote(a) for a in args), **kwargs)
+    return _STAGE_TASKS[fn](*args, **kwargs)
 
 
 @dataclass

@@ -29,14 +29,11 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 
-from prefect.runtime import task_run
-from prefect.utilities.annotations import quote
-
 from schemas.settings import IngestSettings
 from tasks.ingest.batch import Batch, BatchReport, run_batch
 from tasks.ingest.claims import Claims, process_started
 from tasks.ingest.schedule import Schedule
-from tasks.stage import stage_task
+from tasks.stage import attempt, stage_task
 
 __all__ = ["BatchPool", "ingest_batch_task", "run_in_pool", "warm"]
 
@@ -123,13 +120,13 @@ class BatchPool:
 def ingest_batch_task(pool: BatchPool, batch: Batch, *args, **kwargs) -> BatchReport:
     """Every stage of one batch, in a worker process of `pool`. A retry resumes the batch, so it
     writes only what the failed try left out."""
-    if (task_run.run_count or 1) > 1:
+    if attempt() > 1:
         batch = replace(batch, resumed=True)
     return pool.submit(batch, *args, **kwargs).result()
 
 
 def run_in_pool(schedule: Schedule, workers: int, inbox: str, lake: str, settings: IngestSettings, claims: Claims) -> None:
-    """Every batch of `schedule` on `workers` processes, each batch a Prefect task run.
+    """Every batch of `schedule` on `workers` processes, each batch one stage (a task run in a flow run).
 
     One batch more than there are workers waits in the pool's queue, claimed and ready, so a
     worker that finishes starts the next batch at once instead of idling while this process
@@ -145,4 +142,4 @@ def run_in_pool(schedule: Schedule, workers: int, inbox: str, lake: str, setting
             while len(running) > workers:
                 schedule.record(running.popleft().result())
             own = replace(batch, listings={t: batch.listings[t] for t in batch.members if t in batch.listings})
-            running.append(ingest_batch_task.submit(pool, quote(own), inbox, lake, settings, claims))
+            running.append(ingest_batch_task.submit(pool, own, inbox, lake, settings, claims))

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from fsspec import AbstractFileSystem
-from prefect.utilities.annotations import quote
 
 from schemas.errors import TraceRejected
 from schemas.settings import IngestSettings
@@ -60,7 +59,7 @@ class Schedule:
         waiting: list[TraceListing] = []  # the last, perhaps not full, batch of a part: joins the next part
         parts = scan_parts(self.inbox_fs, self.inbox_root)
         for n, part in enumerate(parts, 1):
-            scan = scan_inbox_task(self.inbox_fs, self.inbox_root, settings, part=quote(part))
+            scan = scan_inbox_task(self.inbox_fs, self.inbox_root, settings, part=part)
             candidates = [t for t in scan.traces.values() if t.status in ("ready", "rejected", "expired")]
             candidates += [stray_listing(self.inbox_root, obj) for obj in scan.stray]
             summary.in_progress += sorted(t.trace_id for t in candidates if safe_key(t.trace_id) in claimed)
