@@ -58,7 +58,7 @@ class PeakMemory:
     def _sample(self, *, final: bool = False) -> None:
         me = os.getpid()
         if self._samples % 10 == 0 or not self._pids:  # workers come and go seldom: re-list every 10th
-            self._pids = [p for p in _tree(me) if not _is_prefect_server(p)]
+            self._pids = _tree(me)
         self._samples += 1
         rss = sum(_rss_kb(p) for p in self._pids) / 1024
         self.rss_mb = max(self.rss_mb, rss)
@@ -80,27 +80,15 @@ class CpuUse:
     run is bound by the CPU (busy near the core count), by the disk (iowait) or by neither."""
 
     def __enter__(self) -> CpuUse:
-        self._servers = [p for p in _tree(os.getpid()) if _is_prefect_server(p)]
-        self._t0, self._start, self._server0 = time.perf_counter(), _cpu_jiffies(), _proc_jiffies(self._servers)
+        self._t0, self._start = time.perf_counter(), _cpu_jiffies()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._t0
         tick = os.sysconf("SC_CLK_TCK")
         d = {k: (v - self._start.get(k, 0)) / tick for k, v in _cpu_jiffies().items()}
-        d["of_which_prefect_server"] = (_proc_jiffies(self._servers) - self._server0) / tick
         self.seconds = {k: round(v, 2) for k, v in d.items()}
         self.busy_cores = round((d.get("user", 0) + d.get("system", 0)) / wall, 2) if wall > 0 else 0.0
-
-
-def _proc_jiffies(pids: list[int]) -> int:
-    """User and system CPU of `pids` so far, in clock ticks."""
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if len(fields) > 12:
-            total += int(fields[11]) + int(fields[12])
-    return total
 
 
 def _stat_fields(pid: int) -> list[bytes]:
@@ -120,17 +108,6 @@ def _cpu_jiffies() -> dict[str, int]:
         return {}
     user, nice, system, idle, iowait, irq, softirq = values
     return {"user": user + nice, "system": system + irq + softirq, "idle": idle, "iowait": iowait}
-
-
-def _is_prefect_server(pid: int) -> bool:
-    """The temporary Prefect server that a flow run starts: infrastructure, not the work measured
-    (a deployment talks to a server elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return b"prefect" in cmd and b"server" in cmd
 
 
 def _tree(root: int) -> list[int]:

@@ -20,6 +20,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -300,11 +301,11 @@ def _run_child(kind: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _workdir(workdir: Path | None) -> Path:
+def new_workdir(workdir: Path | None) -> Path:
     return Path(tempfile.mkdtemp(prefix="prt-bench-", dir=workdir))
 
 
-def _where(work: Path) -> dict:
+def where_measured(work: Path) -> dict:
     """Where a result was measured: its working folder, the machine and the file system under it."""
     return {"workdir": str(work), "machine": machine(work)}
 
@@ -317,23 +318,29 @@ def bench_ingest(
     ingest empties its inbox) into its own lake: the result is the median ingest's, paired with
     the floor measured just before it, and `runs` lists every run. Runs on a shared host vary by
     5-10 %; one run is not enough to compare two versions of the code."""
-    work = _workdir(workdir)
+    work = new_workdir(workdir)
     gen, gen_s = generate_in(work, traces, events, output_bytes)
     runs: list[tuple[dict, dict]] = []
+    commands: list[dict] = []
     for k in range(1, repeat + 1):
         last = k == repeat  # the last run keeps the plain names: its lake is the result's
         suffix = "" if last else f"-{k}"
         floor = _run_child("floor", str(work / "inbox"), str(work / f"floor-table{suffix}"))
+        shutil.copytree(work / "inbox", work / f"inbox-command-{k}", symlinks=True)
         inbox = work / "inbox"
         if not last:
             inbox = work / f"inbox{suffix}"
             shutil.copytree(work / "inbox", inbox, symlinks=True)
-            os.sync()
+        os.sync()
         runs.append((floor, _run_child("ingest", str(inbox), str(work / f"lake{suffix}"), str(workers))))
-    for k in range(1, repeat):  # deleted only now: deletes before a run would slow its creates on some disks
-        for name in (f"floor-table-{k}", f"lake-{k}", f"inbox-{k}"):
+        commands.append(_prt_ingest(work / f"inbox-command-{k}", work / f"lake-command-{k}"))
+    for k in range(1, repeat + 1):  # deleted only now: deletes before a run would slow its creates on some disks
+        for name in (f"floor-table-{k}", f"lake-{k}", f"inbox-{k}", f"inbox-command-{k}", f"lake-command-{k}"):
             shutil.rmtree(work / name, ignore_errors=True)
     floor, ingest = sorted(runs, key=lambda r: r[1]["seconds"])[len(runs) // 2]  # of two, the slower
+    command = sorted(commands, key=lambda c: c["seconds"])[len(commands) // 2]
+    if command["ingested"] != traces:
+        raise RuntimeError(f"prt ingest ingested {command['ingested']} of {traces} traces: {command['stdout'][-2000:]}")
     highest = max((i for _, i in runs), key=lambda i: i["peak_mb"])  # memory is a bound: the run that held the most
     mb = gen.jsonl_bytes / 2**20
     return {
@@ -359,26 +366,56 @@ def bench_ingest(
         "floor_peak_mb": round(floor["peak_mb"]),
         "floor_busy_cores": floor["busy_cores"],
         "ratio_to_floor": round(floor["seconds"] / ingest["seconds"], 3),
+        "command_workers": command["workers"],
+        "command_s": round(command["seconds"], 2),
+        "command_events_per_s": round(gen.events / command["seconds"]),
+        "command_peak_mb": round(command["peak_mb"]),
         "runs": [
             {
                 "ingest_events_per_s": round(gen.events / i["seconds"]),
                 "floor_events_per_s": round(f["rows"] / f["seconds"]),
                 "ratio_to_floor": round(f["seconds"] / i["seconds"], 3),
                 "ingest_peak_mb": round(i["peak_mb"]),
+                "command_events_per_s": round(gen.events / c["seconds"]),
             }
-            for f, i in runs
+            for (f, i), c in zip(runs, commands, strict=True)
         ],
         "delta_files": delta_files(work / "lake"),
         "ingested": ingest["ingested"],
         "quarantined": ingest["quarantined"],
-        **_where(work),
+        **where_measured(work),
+    }
+
+
+def _prt_ingest(inbox: Path, lake: Path) -> dict:
+    """`prt ingest` as a user runs it, timed from the command's start to its exit: defaults (workers
+    auto), no Prefect server configured, the machine's own Python start and imports included."""
+    from schemas.settings import IngestSettings
+
+    prt = Path(sys.executable).with_name("prt")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRT_WORKERS", "PREFECT_API_URL"))}
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [str(prt), "ingest", "--inbox", str(inbox), "--lake", str(lake)], capture_output=True, text=True, env=env
+        )
+        seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"prt ingest failed: {out.stderr[-3000:]}")
+    ingested = re.search(r"ingest: (\d+) ingested", out.stdout)
+    return {
+        "seconds": seconds,
+        "peak_mb": mem.peak_mb,
+        "workers": IngestSettings(workers="auto").workers,
+        "ingested": int(ingested.group(1)) if ingested else 0,
+        "stdout": out.stdout,
     }
 
 
 def bench_qa(
     traces: int, *, parallel: int = 2, sandbox: str | None = None, workdir: Path | None = None, env_traces_n: int = 4
 ) -> dict:
-    work = _workdir(workdir)
+    work = new_workdir(workdir)
     clone_examples(work / "inbox", traces)
     env_traces(work / "env-inbox", env_traces_n)
     # A cold environment cache, this run's own, where the sandbox users can reach it (not under
@@ -401,12 +438,12 @@ def bench_qa(
         "verdicts": qa["verdicts"],
         "env": {k: round(v, 2) if isinstance(v, float) else v for k, v in qa["env"].items()},
         "peak_mb": round(qa["peak_mb"]),
-        **_where(work),
+        **where_measured(work),
     }
 
 
 def bench_judge(traces: int, events: int, *, workers: int = 2, workdir: Path | None = None) -> dict:
-    work = _workdir(workdir)
+    work = new_workdir(workdir)
     generate_in(work, traces, events)
     j = _run_child("judge", str(work / "inbox"), str(work / "lake"), str(workers))
     return {
@@ -418,13 +455,13 @@ def bench_judge(traces: int, events: int, *, workers: int = 2, workdir: Path | N
         "flow_s": round(j["flow_s"], 2),
         "flow_traces_per_s": round(j["flow_traces"] / j["flow_s"]),
         "peak_mb": round(j["peak_mb"]),
-        **_where(work),
+        **where_measured(work),
     }
 
 
 def bench_profile(traces: int, events: int, *, workdir: Path | None = None) -> dict:
     """Where one process's ingest time goes, stage by stage and function by function."""
-    work = _workdir(workdir)
+    work = new_workdir(workdir)
     generate_in(work, traces, events)
     p = _run_child("profile", str(work / "inbox"), str(work / "lake"), str(work / "profile.txt"))
     total = sum(p["stage_seconds"].values())
@@ -435,21 +472,21 @@ def bench_profile(traces: int, events: int, *, workdir: Path | None = None) -> d
         "events_per_s": round(p["events"] / total),
         "stage_seconds": {k: round(v, 3) for k, v in p["stage_seconds"].items()},
         "profile": p["profile"],
-        **_where(work),
+        **where_measured(work),
     }
 
 
 def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, workdir: Path | None = None) -> dict:
-    work = _workdir(workdir)
+    work = new_workdir(workdir)
     generate_in(work, traces, events)
     r = _run_child("read", str(work / "inbox"), str(work / "lake"), str(workers), str(days))
-    return {**r, **_where(work)}
+    return {**r, **where_measured(work)}
 
 
 def bench_export(traces: int, events: int, *, workers: int = 2, fmt: str = "parquet", workdir: Path | None = None) -> dict:
     """Export a lake of `traces` sessions, and one of half as many: records/s and peak resident
     memory of each export, to show whether memory stays flat as the lake grows."""
-    work = _workdir(workdir)
+    work = new_workdir(workdir)
     out: dict = {"format": fmt, "runs": []}
     for n in (traces // 2, traces):
         sub = work / f"lake-{n}"
@@ -459,7 +496,7 @@ def bench_export(traces: int, events: int, *, workers: int = 2, fmt: str = "parq
         r = _run_child("export", str(sub / "lake"), str(sub / "set"), fmt)
         out["runs"].append({"traces": made["traces"], "events": made["events"], **r})
         shutil.rmtree(sub / "inbox", ignore_errors=True)
-    return {**out, **_where(work)}
+    return {**out, **where_measured(work)}
 
 
 CHILDREN = {

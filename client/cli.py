@@ -203,7 +203,12 @@ def ingest(
     lake: LakeOpt = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Processes ingesting batches at once (default PRT_WORKERS or 1).", show_default=False),
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes ingesting batches at once (default: $PRT_WORKERS, or auto: one per core).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Assemble and validate complete traces from the inbox into the lake's Delta tables."""
@@ -317,6 +322,50 @@ def _print_process(result) -> None:
     _print_ingest(result.ingest)
     _print_qa(result.qa)
     _print_judge(result.judge)
+
+
+@app.command()
+@_runs_jobs
+def serve(
+    inbox: InboxOpt = None,
+    lake: LakeOpt = None,
+    sandbox: SandboxOpt = None,
+    judge: JudgeOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Ingest worker processes (default: $PRT_WORKERS, or auto: one per core).", show_default=False
+        ),
+    ] = None,
+    poll_s: Annotated[
+        float | None,
+        typer.Option(
+            "--poll-s", min=0.1, help="Seconds between looks at the inbox (default: $PRT_SERVE_POLL_S or 2).", show_default=False
+        ),
+    ] = None,
+    stop_after_s: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-after-s", min=0, help="Stop after this many seconds (default: run until stopped).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Watch the inbox and ingest, verify and score each trace as it arrives, newest first, until
+    SIGTERM or Ctrl-C (the batches in flight finish first; a second signal stops at once)."""
+    r = _job("serve", "serve_inbox")(
+        inbox=_inbox(inbox),
+        lake=_lake(lake),
+        sandbox=sandbox,
+        judge=judge,
+        workers=workers,
+        poll_s=poll_s,
+        stop_after_s=stop_after_s,
+    )
+    _print_ingest(r.ingest)
+    verdicts = ", ".join(f"{n} {v}" for v, n in sorted(r.verdicts.items())) or "none"
+    console.print(f"[bold]qa[/bold]: {verdicts}; [bold]judge[/bold]: {r.scored} scored")
+    for failure in r.failed:
+        err_console.print(f"prt: {escape(failure)}")
 
 
 @app.command()
@@ -576,10 +625,25 @@ def bench(
     profile: Annotated[
         bool, typer.Option("--profile", help="Profile the ingest stages in one process (default 500 sessions).")
     ] = False,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="Time `prt ingest`, `qa` and `judge` with nothing to do, start to exit.")
+    ] = False,
+    freshness: Annotated[
+        bool,
+        typer.Option(
+            "--freshness",
+            help="Drop sessions into an inbox with a backlog (default 2000 x 500 events) while `prt serve` runs: seconds to rows and to a verdict.",
+        ),
+    ] = False,
+    drops: Annotated[int, typer.Option(min=1, help="Sessions dropped, one every --every-s (--freshness).")] = 20,
+    every_s: Annotated[float, typer.Option("--every-s", min=0.1, help="Seconds between drops (--freshness).")] = 2.0,
     traces: Annotated[
         int | None, typer.Option(min=1, help="Sessions to generate (default 5000; 12 with --qa).", show_default=False)
     ] = None,
-    events: Annotated[int, typer.Option(min=1, help="Events per generated session.")] = 200,
+    events: Annotated[
+        int | None,
+        typer.Option(min=1, help="Events per generated session (default 200; 500 with --freshness).", show_default=False),
+    ] = None,
     output_bytes: Annotated[
         int,
         typer.Option(
@@ -600,20 +664,44 @@ def bench(
         Path | None, typer.Option("--json", help="Also write the result as JSON here.", show_default=False)
     ] = None,
 ) -> None:
-    """Measure the pipeline on generated sessions: ingest against the floor (default), --qa, --judge, --read or --profile."""
+    """Measure the pipeline on generated sessions: ingest against the floor (default), --qa, --judge, --read,
+    --export, --profile, or what a user waits on: --latency."""
     import json as json_mod
 
     import bench as b
 
-    if sum((qa, judge, read, profile, export)) > 1:
-        raise typer.BadParameter("choose one of --qa, --judge, --read, --export, --profile (or none, for ingest)")
-    if output_bytes and (qa or judge or read or profile or export):
+    modes = (qa, judge, read, profile, export, latency, freshness)
+    if sum(modes) > 1:
+        raise typer.BadParameter(
+            "choose one of --qa, --judge, --read, --export, --profile, --latency, --freshness (or none, for ingest)"
+        )
+    if output_bytes and any(modes):
         raise typer.BadParameter("--output-bytes shapes the ingest benchmark's sessions; the other modes have their own")
-    if repeat > 1 and (qa or judge or read or profile or export):
-        raise typer.BadParameter("--repeat is for the ingest benchmark")
+    if repeat > 1 and any(modes) and not latency:
+        raise typer.BadParameter("--repeat is for the ingest and latency benchmarks")
+    events = events or (500 if freshness else 200)
     if workdir:
         workdir.mkdir(parents=True, exist_ok=True)
-    if qa:
+    if freshness:
+        n = traces or 2000
+        console.print(f"`prt serve` on a backlog of {n} sessions x {events} events; dropping {drops}, one every {every_s} s …")
+        result = b.bench_freshness(n, events, drops=drops, every_s=every_s, workdir=workdir)
+        to_rows, to_qa = result["to_events"], result["to_qa_runs"]
+        summary = (
+            f"complete.json -> rows in events: [bold]p50 {to_rows.get('p50_s')} s[/bold], p95 {to_rows.get('p95_s')} s; "
+            f"-> a qa_runs row: [bold]p50 {to_qa.get('p50_s')} s[/bold], p95 {to_qa.get('p95_s')} s ({to_qa['traces']} of {drops}); "
+            f"the backlog of {result['backlog_events']:,} events drained in {result['backlog_drained_s']} s "
+            f"({result['backlog_events_per_s']} events/s, from the server's start; ready in {result['ready_s']} s) meanwhile; "
+            f"stopped cleanly on SIGTERM: {result['stopped_on_sigterm']}"
+        )
+    elif latency:
+        n = repeat if repeat > 1 else 5
+        console.print(f"timing prt commands with nothing to do, no Prefect server configured, {n} times each …")
+        result = b.bench_latency(repeat=n, workdir=workdir)
+        summary = "; ".join(
+            f"prt {name}: [bold]{c['median_s']} s[/bold] (slowest {c['max_s']} s)" for name, c in result["commands"].items()
+        )
+    elif qa:
         n = traces or 12
         console.print(f"verifying {n} sessions over the examples' repos, {parallel} sandboxes at once …")
         result = b.bench_qa(n, parallel=parallel, sandbox=sandbox, workdir=workdir)
@@ -691,13 +779,16 @@ def bench(
             + f"\nCPU, whole machine, during the ingest: {result['ingest_busy_cores']} of {os.cpu_count()} cores busy ("
             + ", ".join(f"{k} {v} s" for k, v in result["ingest_cpu_seconds"].items())
             + f"); during the floor {result['floor_busy_cores']}"
+            + f"\n`prt ingest` as a user runs it (command start to exit, defaults: {result['command_workers']} workers, no Prefect "
+            f"server): [bold]{result['command_events_per_s']:,} events/s[/bold] ({result['command_s']} s), peak {result['command_peak_mb']} MiB PSS"
         )
         if repeat > 1:
             ev = sorted(r["ingest_events_per_s"] for r in result["runs"])
+            cmd = sorted(r["command_events_per_s"] for r in result["runs"])
             ratio = sorted(r["ratio_to_floor"] for r in result["runs"])
             summary += (
                 f"\nthe median of {repeat} runs (peak memory: the highest); all runs: {ev[0]:,}–{ev[-1]:,} events/s, "
-                f"ratio {ratio[0]}–{ratio[-1]}"
+                f"ratio {ratio[0]}–{ratio[-1]}; `prt ingest` {cmd[0]:,}–{cmd[-1]:,} events/s"
             )
     console.print(summary + "\n" + _measured_on(result["machine"]))
     text = json_mod.dumps(result, indent=1, default=str)

@@ -296,6 +296,34 @@ def list_folders(fs: AbstractFileSystem, root: str) -> list[str] | None:
         return []
 
 
+def top_folders(fs: AbstractFileSystem, root: str) -> list[str]:
+    """Names of the folders directly in `root`, sorted; [] when root is absent. On an object store
+    one delimited listing (a page per 1,000 folders), however many objects the folders hold."""
+    local = list_folders(fs, root)
+    if local is not None:
+        return local
+    fs.invalidate_cache(root)
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return []
+    return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory")
+
+
+def object_mtime(fs: AbstractFileSystem, path: str) -> float | None:
+    """When the object at `path` was written (epoch seconds), or None when there is none."""
+    if _is_local_fs(fs):
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_mtime
+    try:
+        return mtime_of(fs.info(path, refresh=True))
+    except FileNotFoundError:
+        return None
+
+
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
     p = fs.protocol
     return (p,) if isinstance(p, str) else tuple(p)

@@ -7,10 +7,11 @@ Secrets (the pseudonym key, API keys) come only from the environment, never from
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -49,11 +50,13 @@ class IngestSettings(BaseSettings):
         "and hands back to the run what does not fit.",
     )
     workers: int = Field(
-        1,
+        "auto",  # type: ignore[assignment]  # made a number by _worker_count
         ge=1,
         le=64,
-        description="Processes that ingest batches at once (PRT_WORKERS). 1 runs every stage as its own Prefect task in "
-        "the flow's process; more run whole batches in worker processes, one core each.",
+        validate_default=True,
+        description="Processes that ingest batches at once (PRT_WORKERS): auto is one per core this process may use (at "
+        "most 64), each bounded by the batch limits (~0.5 GB). 1 runs every stage in the job's own process; more run "
+        "whole batches in worker processes, one core each.",
     )
     grace_period_s: float = Field(
         24 * 3600,
@@ -77,6 +80,16 @@ class IngestSettings(BaseSettings):
         SecretStr(DEV_PSEUDONYM_KEY),
         description="HMAC key for participant pseudonyms. Set it in production: the default is public.",
     )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _worker_count(cls, value: object) -> object:
+        return min(available_cores(), 64) if value == "auto" else value
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's cpuset, `taskset`)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class SandboxSettings(BaseSettings):
@@ -160,6 +173,18 @@ class Settings(BaseSettings):
     )
     artifact_grace_s: float = Field(
         86_400, ge=0, description="maintain_lake removes unreferenced artifacts only once they are this old."
+    )
+    serve_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often `prt serve` (the serve-inbox flow) looks for newly completed traces: a listing of the "
+        "inbox's trace folders and a look at the complete.json of each one not known complete yet.",
+    )
+    serve_catch_up_s: float = Field(
+        300.0,
+        gt=0,
+        description="How often `prt serve`, with nothing new to do, also verifies and scores traces of the lake that no "
+        "run has (left by a stopped server, or ingested by `prt ingest`).",
     )
     track: Literal["auto", "always", "never"] = Field(
         "auto",

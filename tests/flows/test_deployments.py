@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
+from bench.generate import clone_examples
 from client.upload import find_trace_dirs, upload_trace_dir
 from flows.ingest import ingest_inbox
 from lake import Lake
@@ -71,6 +74,7 @@ def test_deploy_all_then_a_worker_runs_reprocess(tmp_path, prefect_api, cli_env)
         "maintain-lake/maintain-lake",
         "reprocess/reprocess",
         "forget-participant/forget-participant",
+        "serve-inbox/serve-inbox",
     } <= set(deployments)
     schema = deployments["reprocess/reprocess"].parameter_openapi_schema
     stages = schema["properties"]["stages"]
@@ -97,6 +101,11 @@ def test_deploy_all_then_a_worker_runs_reprocess(tmp_path, prefect_api, cli_env)
         )
         finished = asyncio.run(_wait(run.id))
         assert finished.state.is_completed(), finished.state.message
+        # the long-running deployment, here for a minute: a trace dropped meanwhile is ingested, verified and scored
+        (new,) = clone_examples(Path(inbox), 1)
+        run = run_deployment("serve-inbox/serve-inbox", parameters={"stop_after_s": 60, "poll_s": 0.5}, timeout=0)
+        served = asyncio.run(_wait(run.id))
+        assert served.state.is_completed(), served.state.message
     finally:
         worker.terminate()
         try:
@@ -105,7 +114,9 @@ def test_deploy_all_then_a_worker_runs_reprocess(tmp_path, prefect_api, cli_env)
             worker.kill()
             out, _ = worker.communicate()
     scores = Lake(lake).scores().collect()
-    assert scores.height == 3 and set(scores["status"]) == {"scored"}, out[-3000:]
+    assert set(scores["status"]) == {"scored"} and new in set(scores["trace_id"]), out[-3000:]
+    assert scores.filter(pl.col("trace_id") != new).height >= 3  # reprocess scored the three examples
+    assert new in set(Lake(lake).qa_runs().collect()["trace_id"]) and not list(Path(inbox).iterdir())
 
 
 async def _schedules(deployments) -> dict[str, str]:
