@@ -50,6 +50,8 @@ bench-docs: install sandbox
 	$(BIN)/prt bench --judge --json docs/bench/judge.json
 	$(BIN)/prt bench --read --json docs/bench/read.json
 	$(BIN)/prt bench --export --json docs/bench/export.json
+	$(BIN)/prt bench --latency --json docs/bench/latency.json
+	$(BIN)/prt bench --freshness --json docs/bench/freshness.json
 	$(BIN)/python docs/generate.py
 
 examples: install

@@ -106,7 +106,7 @@ def measured() -> str:
     """A table per benchmark from the newest `prt bench --json` result of each kind in docs/bench/."""
     results = sorted((DOCS / "bench").glob("*.json"))
     if not results:
-        return "No results yet: run `prt bench --json docs/bench/ingest.json` (and `--qa`, `--judge`, `--read`, `--export`).\n"
+        return "No results yet: run `prt bench --json docs/bench/ingest.json` (and `--qa`, `--judge`, `--read`, `--export`, `--latency`, `--freshness`).\n"
     lines = ["| benchmark | result | measured on | file |", "| --- | --- | --- | --- |"]
     for path in results:
         r = json.loads(path.read_text())
@@ -116,10 +116,27 @@ def measured() -> str:
 
 def _summary(kind: str, r: dict) -> str:
     if "ingest_events_per_s" in r:
-        return (
+        text = (
             f"{r['ingest_events_per_s']:,} events/s end to end ({r['events']:,} events of ~{r['bytes_per_event']} bytes, "
             f"{r['workers']} workers, {r['ingest_s']} s); {r['ratio_to_floor']} of the floor ({r['floor_events_per_s']:,} events/s); "
             f"peak {r['ingest_peak_mb']:,} MiB PSS"
+        )
+        if "command_events_per_s" in r:
+            text += (
+                f". `prt ingest` as a user runs it, command start to exit ({r['command_workers']} workers, the default): "
+                f"{r['command_events_per_s']:,} events/s ({r['command_s']} s)"
+            )
+        return text
+    if "commands" in r:
+        return "with nothing to do, start to exit (median of " + f"{r['repeat']}): " + ", ".join(
+            f"`prt {name}` {c['median_s']} s" for name, c in r["commands"].items()
+        )
+    if "to_events" in r:
+        e, q = r["to_events"], r["to_qa_runs"]
+        return (
+            f"`prt serve`, {r['drops']} sessions dropped one every {r['every_s']} s into a backlog of {r['backlog_events']:,} events: "
+            f"complete.json to rows in events p50 {e.get('p50_s')} s, p95 {e.get('p95_s')} s; to a qa_runs row p50 {q.get('p50_s')} s, "
+            f"p95 {q.get('p95_s')} s; the backlog drained at {r['backlog_events_per_s']:,} events/s meanwhile"
         )
     if "traces_per_min" in r:
         split = ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in (r.get("mean_split_s") or {}).items())

@@ -37,8 +37,9 @@ from tasks.stage import attempt, stage_task
 
 __all__ = ["BatchPool", "ingest_batch_task", "run_in_pool", "warm"]
 
-PRELOAD = ["tasks.ingest.batch", "great_expectations"]
-"""Imported once by the fork server (seconds); every worker inherits them."""
+PRELOAD = ["tasks.ingest.forkserver", "tasks.ingest.batch", "great_expectations"]
+"""Imported once by the fork server (seconds); every worker inherits them. The first makes the
+fork server exit without tearing them down (tasks/ingest/forkserver.py)."""
 
 
 def warm(owner: tuple[int, str] | None = None) -> None:

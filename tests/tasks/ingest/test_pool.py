@@ -9,6 +9,7 @@ import sys
 import time
 
 from tasks.ingest.claims import process_started
+from tasks.ingest.pool import PRELOAD
 from tests.conftest import REPO
 
 OWNER = """
@@ -47,3 +48,18 @@ def test_workers_exit_when_the_owner_is_killed(tmp_path):
     for pid in left:  # a failure must not leave them running for the rest of the suite
         os.kill(pid, signal.SIGKILL)
     assert not left, "workers outlived the process that owned the pool"
+
+
+
+def test_only_a_fork_server_leaves_without_teardown():
+    # The pool's fork server runs `python -c 'from multiprocessing.forkserver import main; main(...)'`
+    # and imports tasks.ingest.forkserver first (PRELOAD); there it exits at once when its owner
+    # does (measured: its stdout closed 0.03 s after prt's exit, against ~1 s with the teardown).
+    # Anywhere else the module changes nothing.
+    probe = "import tasks.ingest.forkserver as f, atexit; print(f.in_fork_server(), atexit._ncallbacks())"
+    shaped = subprocess.run([sys.executable, "-c", f"from multiprocessing.forkserver import main; {probe}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+    plain = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert shaped.stdout.split()[0] == "True" and int(shaped.stdout.split()[1]) > int(plain.stdout.split()[1])
+    assert plain.stdout.split()[0] == "False"
+    assert PRELOAD[0] == "tasks.ingest.forkserver"
