@@ -46,6 +46,7 @@ docs: install
 # Measure every benchmark on this machine and put the results into docs/performance.md.
 bench-docs: install sandbox
 	$(BIN)/prt bench --json docs/bench/ingest.json
+	$(BIN)/prt bench --traces 2000 --events 500 --repeat 3 --json docs/bench/ingest-2000x500.json
 	$(BIN)/prt bench --qa --json docs/bench/qa.json
 	$(BIN)/prt bench --judge --json docs/bench/judge.json
 	$(BIN)/prt bench --read --json docs/bench/read.json

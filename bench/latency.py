@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 
 from bench.generate import clone_examples, generate_in
-from bench.runs import new_workdir, where_measured
+from bench.runs import new_workdir, run_child, where_measured
+from schemas.settings import available_cores
 
 __all__ = ["bench_freshness", "bench_latency"]
 
@@ -64,16 +66,24 @@ def bench_freshness(
     backlog_traces: int, backlog_events: int, *, drops: int = 20, every_s: float = 2.0, workdir: Path | None = None
 ) -> dict:
     """`prt serve` on an inbox holding a backlog (`backlog_traces` x `backlog_events` events) while
-    sessions over the examples' repos (their environment is the image's: cached) are dropped into
-    it one every `every_s` seconds, as a client uploads them (complete.json last). Reports, from
-    each drop's complete.json to its first rows in `events` and to its `qa_runs` row, the median
-    and 95th percentile, and how fast the backlog drained meanwhile (from the server's start; the lake read once a second).
-    Drops start once the server says it is ready (`ready_s`: its worker processes started)."""
+        sessions over the examples' repos (their environment is the image's: cached) are dropped into
+        it one every `every_s` seconds, as a client uploads them (complete.json last). Reports, from
+        each drop's complete.json to its rows in the lake (`traces`, which a batch commits after `events`
+    and `metrics`) and to its `qa_runs` row, the median
+        and 95th percentile, and how fast the backlog drained meanwhile (from the server being ready, `ready_s` after its start:
+        its worker processes started; the lake read once a second), against the same backlog ingested
+        with nothing else running (`alone_events_per_s`). Drops start once the server is ready."""
     from client.upload import upload_trace_dir
     from lake.read import Lake
 
     work = new_workdir(workdir)
     gen, _ = generate_in(work, backlog_traces, backlog_events)
+    # full throughput, for comparison: the same backlog ingested with nothing else running
+    shutil.copytree(work / "inbox", work / "inbox-alone")
+    os.sync()
+    alone = run_child("ingest", str(work / "inbox-alone"), str(work / "lake-alone"), str(available_cores()))
+    shutil.rmtree(work / "inbox-alone")
+    shutil.rmtree(work / "lake-alone")
     staged = work / "staged"
     staged.mkdir()
     ids = clone_examples(staged, drops)
@@ -91,7 +101,7 @@ def bench_freshness(
         time.sleep(0.2)
     ready_s = time.time() - t_start
     dropped: dict[str, float] = {}
-    seen: dict[str, dict[str, float]] = {"events": {}, "qa_runs": {}}
+    seen: dict[str, dict[str, float]] = {"traces": {}, "qa_runs": {}}
     drained_at: list[float] = []
     stop = threading.Event()
 
@@ -104,12 +114,13 @@ def bench_freshness(
 
     def watch() -> None:
         while not stop.wait(1.0):
-            if not (lake / "events" / "_delta_log").exists():
+            if not (lake / "traces" / "_delta_log").exists():
                 continue
+            # A batch commits events, metrics, then traces: a trace in `traces` has all its rows.
             lk, now = Lake(str(lake)), time.time()
-            found = set(lk.events().select("trace_id").unique().collect()["trace_id"].to_list())
+            found = set(lk.traces().select("trace_id").collect()["trace_id"].to_list())
             for tid in dropped.keys() & found:
-                seen["events"].setdefault(tid, now)
+                seen["traces"].setdefault(tid, now)
             if not drained_at and sum(t.startswith("bench-") for t in found) == backlog_traces:
                 drained_at.append(now)
             if (lake / "qa_runs" / "_delta_log").exists():
@@ -148,17 +159,18 @@ def bench_freshness(
             "max_s": round(w[-1], 1),
         }
 
-    drain_s = drained_at[0] - t_start if drained_at else None
+    drain_s = drained_at[0] - t_start - ready_s if drained_at else None
     return {
         "backlog_traces": backlog_traces,
         "backlog_events": gen.events,
         "drops": drops,
         "every_s": every_s,
-        "to_events": waits("events"),
+        "to_rows": waits("traces"),
         "to_qa_runs": waits("qa_runs"),
         "ready_s": round(ready_s, 1),
         "backlog_drained_s": round(drain_s, 1) if drain_s else None,
         "backlog_events_per_s": round(gen.events / drain_s) if drain_s else None,
+        "alone_events_per_s": round(alone["events"] / alone["seconds"]),
         "stopped_on_sigterm": serve.returncode == 0,
         "serve_log": str(work / "serve.log"),
         **where_measured(work),

@@ -289,7 +289,7 @@ def _daily_scores(lk, ids: list[str], days: int) -> None:
         lk.tables.append(SCORES, to_arrow(daily, SCORES), metadata={"prt_operation": "bench"})
 
 
-def _run_child(kind: str, *args: str) -> dict:
+def run_child(kind: str, *args: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "bench", kind, *args],
         capture_output=True,
@@ -325,14 +325,14 @@ def bench_ingest(
     for k in range(1, repeat + 1):
         last = k == repeat  # the last run keeps the plain names: its lake is the result's
         suffix = "" if last else f"-{k}"
-        floor = _run_child("floor", str(work / "inbox"), str(work / f"floor-table{suffix}"))
+        floor = run_child("floor", str(work / "inbox"), str(work / f"floor-table{suffix}"))
         shutil.copytree(work / "inbox", work / f"inbox-command-{k}", symlinks=True)
         inbox = work / "inbox"
         if not last:
             inbox = work / f"inbox{suffix}"
             shutil.copytree(work / "inbox", inbox, symlinks=True)
         os.sync()
-        runs.append((floor, _run_child("ingest", str(inbox), str(work / f"lake{suffix}"), str(workers))))
+        runs.append((floor, run_child("ingest", str(inbox), str(work / f"lake{suffix}"), str(workers))))
         commands.append(_prt_ingest(work / f"inbox-command-{k}", work / f"lake-command-{k}"))
     for k in range(1, repeat + 1):  # deleted only now: deletes before a run would slow its creates on some disks
         for name in (f"floor-table-{k}", f"lake-{k}", f"inbox-{k}", f"inbox-command-{k}", f"lake-command-{k}"):
@@ -424,7 +424,7 @@ def bench_qa(
     os.chmod(sandbox_work, 0o755)
     os.environ["PRT_SANDBOX_WORKDIR"] = str(sandbox_work)
     try:
-        qa = _run_child("qa", str(work / "inbox"), str(work / "lake"), str(parallel), sandbox or "", str(work / "env-inbox"))
+        qa = run_child("qa", str(work / "inbox"), str(work / "lake"), str(parallel), sandbox or "", str(work / "env-inbox"))
     finally:
         os.environ.pop("PRT_SANDBOX_WORKDIR", None)
         shutil.rmtree(sandbox_work, ignore_errors=True)
@@ -445,7 +445,7 @@ def bench_qa(
 def bench_judge(traces: int, events: int, *, workers: int = 2, workdir: Path | None = None) -> dict:
     work = new_workdir(workdir)
     generate_in(work, traces, events)
-    j = _run_child("judge", str(work / "inbox"), str(work / "lake"), str(workers))
+    j = run_child("judge", str(work / "inbox"), str(work / "lake"), str(workers))
     return {
         "traces": j["traces"],
         "events_per_trace": round(j["events"] / max(1, j["traces"])),
@@ -463,7 +463,7 @@ def bench_profile(traces: int, events: int, *, workdir: Path | None = None) -> d
     """Where one process's ingest time goes, stage by stage and function by function."""
     work = new_workdir(workdir)
     generate_in(work, traces, events)
-    p = _run_child("profile", str(work / "inbox"), str(work / "lake"), str(work / "profile.txt"))
+    p = run_child("profile", str(work / "inbox"), str(work / "lake"), str(work / "profile.txt"))
     total = sum(p["stage_seconds"].values())
     return {
         "traces": traces,
@@ -479,7 +479,7 @@ def bench_profile(traces: int, events: int, *, workdir: Path | None = None) -> d
 def bench_read(traces: int, events: int, *, workers: int = 2, days: int = 30, workdir: Path | None = None) -> dict:
     work = new_workdir(workdir)
     generate_in(work, traces, events)
-    r = _run_child("read", str(work / "inbox"), str(work / "lake"), str(workers), str(days))
+    r = run_child("read", str(work / "inbox"), str(work / "lake"), str(workers), str(days))
     return {**r, **where_measured(work)}
 
 
@@ -492,8 +492,8 @@ def bench_export(traces: int, events: int, *, workers: int = 2, fmt: str = "parq
         sub = work / f"lake-{n}"
         sub.mkdir()
         generate_in(sub, n, events)
-        made = _run_child("lake", str(sub / "inbox"), str(sub / "lake"), str(workers))
-        r = _run_child("export", str(sub / "lake"), str(sub / "set"), fmt)
+        made = run_child("lake", str(sub / "inbox"), str(sub / "lake"), str(workers))
+        r = run_child("export", str(sub / "lake"), str(sub / "set"), fmt)
         out["runs"].append({"traces": made["traces"], "events": made["events"], **r})
         shutil.rmtree(sub / "inbox", ignore_errors=True)
     return {**out, **where_measured(work)}

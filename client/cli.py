@@ -686,12 +686,13 @@ def bench(
         n = traces or 2000
         console.print(f"`prt serve` on a backlog of {n} sessions x {events} events; dropping {drops}, one every {every_s} s …")
         result = b.bench_freshness(n, events, drops=drops, every_s=every_s, workdir=workdir)
-        to_rows, to_qa = result["to_events"], result["to_qa_runs"]
+        to_rows, to_qa = result["to_rows"], result["to_qa_runs"]
         summary = (
-            f"complete.json -> rows in events: [bold]p50 {to_rows.get('p50_s')} s[/bold], p95 {to_rows.get('p95_s')} s; "
+            f"complete.json -> its rows in the lake: [bold]p50 {to_rows.get('p50_s')} s[/bold], p95 {to_rows.get('p95_s')} s; "
             f"-> a qa_runs row: [bold]p50 {to_qa.get('p50_s')} s[/bold], p95 {to_qa.get('p95_s')} s ({to_qa['traces']} of {drops}); "
-            f"the backlog of {result['backlog_events']:,} events drained in {result['backlog_drained_s']} s "
-            f"({result['backlog_events_per_s']} events/s, from the server's start; ready in {result['ready_s']} s) meanwhile; "
+            f"the backlog of {result['backlog_events']:,} events drained meanwhile in {result['backlog_drained_s']} s: "
+            f"[bold]{result['backlog_events_per_s']:,} events/s[/bold] (alone: {result['alone_events_per_s']:,}; the server was ready "
+            f"{result['ready_s']} s after its start); "
             f"stopped cleanly on SIGTERM: {result['stopped_on_sigterm']}"
         )
     elif latency:

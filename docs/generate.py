@@ -128,15 +128,18 @@ def _summary(kind: str, r: dict) -> str:
             )
         return text
     if "commands" in r:
-        return "with nothing to do, start to exit (median of " + f"{r['repeat']}): " + ", ".join(
-            f"`prt {name}` {c['median_s']} s" for name, c in r["commands"].items()
+        return (
+            "with nothing to do, start to exit (median of "
+            + f"{r['repeat']}): "
+            + ", ".join(f"`prt {name}` {c['median_s']} s" for name, c in r["commands"].items())
         )
-    if "to_events" in r:
-        e, q = r["to_events"], r["to_qa_runs"]
+    if "to_rows" in r:
+        e, q = r["to_rows"], r["to_qa_runs"]
         return (
             f"`prt serve`, {r['drops']} sessions dropped one every {r['every_s']} s into a backlog of {r['backlog_events']:,} events: "
-            f"complete.json to rows in events p50 {e.get('p50_s')} s, p95 {e.get('p95_s')} s; to a qa_runs row p50 {q.get('p50_s')} s, "
-            f"p95 {q.get('p95_s')} s; the backlog drained at {r['backlog_events_per_s']:,} events/s meanwhile"
+            f"complete.json to its rows in the lake p50 {e.get('p50_s')} s, p95 {e.get('p95_s')} s; to a qa_runs row p50 {q.get('p50_s')} s, "
+            f"p95 {q.get('p95_s')} s; the backlog drained at {r['backlog_events_per_s']:,} events/s meanwhile "
+            f"(alone: {r['alone_events_per_s']:,} events/s)"
         )
     if "traces_per_min" in r:
         split = ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in (r.get("mean_split_s") or {}).items())

@@ -4,8 +4,10 @@ Three stages run side by side, joined by queues, each taking the newest work fir
 batches: ingest (this thread; batches on the worker processes, tasks/ingest/feed.py), QA (a
 thread: `parallel` traces per verification run) and the judge (a thread). A trace dropped while
 a backlog drains waits for the batches in flight, not for the backlog; the slow stage (QA)
-never holds the fast ones. With nothing new, QA and the judge catch up on traces of the lake no
-run has verified or scored (a stopped server's, or ones `prt ingest` wrote).
+never holds the fast ones. While ingest drains a backlog, QA and the judge take only traces
+completed since it formed, so the backlog drains at ingest's own pace; its traces come next.
+With nothing new, QA and the judge catch up on traces of the lake no run has verified or scored
+(a stopped server's, or ones `prt ingest` wrote).
 
 SIGTERM or SIGINT stops it cleanly: no new batch starts, the batches in flight finish and
 commit, QA and the judge finish the group they are on, and it returns. A second signal exits at
@@ -42,7 +44,7 @@ from tasks.publish import publish_run_artifacts
 from tasks.stage import run_id as current_run_id
 from tasks.stage import run_logger
 
-__all__ = ["ServeSummary", "serve_inbox"]
+__all__ = ["NewestFirst", "ServeSummary", "serve_inbox"]
 
 
 @dataclass
@@ -69,7 +71,7 @@ class ServeSummary:
         )
 
 
-class _Newest:
+class NewestFirst:
     """Trace ids waiting for a stage, the most recently completed first (by their complete.json's
     time; catch-up ids, with none, last)."""
 
@@ -86,12 +88,19 @@ class _Newest:
                     heapq.heappush(self._heap, (-(completed or {}).get(tid, 0.0), tid))
             self._ready.notify_all()
 
-    def take(self, n: int, timeout: float) -> list[str]:
-        """Up to `n` ids, newest first; [] when none came within `timeout` seconds."""
+    def take(self, n: int, timeout: float, *, newer_than: float | None = None) -> list[str]:
+        """Up to `n` ids, newest first, only those completed after `newer_than` when given; []
+        when none came within `timeout` seconds."""
+
+        def ready() -> bool:
+            return bool(self._heap) and (newer_than is None or -self._heap[0][0] > newer_than)
+
         with self._ready:
-            if not self._heap:
+            if not ready():
                 self._ready.wait(timeout)
-            out = [heapq.heappop(self._heap)[1] for _ in range(min(n, len(self._heap)))]
+            out = []
+            while len(out) < n and ready():
+                out.append(heapq.heappop(self._heap)[1])
             self._known.difference_update(out)
             return out
 
@@ -125,7 +134,7 @@ def serve_inbox(
     lk = Lake(lake, create=True)
     parallel = get_sandbox_settings().parallel
     judge_id = get_judge(judge).judge_id
-    to_verify, to_score = _Newest(), _Newest()
+    to_verify, to_score = NewestFirst(), NewestFirst()
     completed: dict[str, float] = {}  # trace -> its complete.json's time, from ingest until it is scored
 
     def verify(group: list[str]) -> None:
@@ -144,15 +153,26 @@ def serve_inbox(
         seen = lk.qa_runs().select("trace_id")
         return lk.traces().select("trace_id").join(seen, on="trace_id", how="anti").collect()["trace_id"].to_list()
 
-    stages = [
-        _Stage("qa", to_verify, parallel, verify, catch_up_qa, stop, logger, summary, settings.serve_catch_up_s),
-        _Stage("judge", to_score, 200, score, lambda: unscored(lk, judge_id), stop, logger, summary, settings.serve_catch_up_s),
-    ]
-    threads = [threading.Thread(target=contextvars.copy_context().run, args=(s.run,), name=f"prt-serve-{s.name}") for s in stages]
     inbox_fs, inbox_root = fs_for(inbox)
     lake_fs, lake_root = fs_for(lake)
     claims = Claims(lake_fs, lake_root, lease_s=ingest_settings.lease_s)
     feed = Feed(inbox_fs, inbox_root, claims, ingest_settings, run_id=run_id, poll_s=poll_s, logger=logger)
+
+    def newer_than() -> float | None:  # while ingest drains a backlog, its traces wait: they would slow it
+        return feed.backlog_since
+
+    common = {
+        "stop": stop,
+        "logger": logger,
+        "summary": summary,
+        "catch_up_s": settings.serve_catch_up_s,
+        "newer_than": newer_than,
+    }
+    stages = [
+        _Stage("qa", to_verify, parallel, verify, catch_up_qa, **common),
+        _Stage("judge", to_score, 200, score, lambda: unscored(lk, judge_id), **common),
+    ]
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(s.run,), name=f"prt-serve-{s.name}") for s in stages]
     logger.info(
         "serving %s into %s: looking for complete traces every %g s, %d ingest worker(s), %d sandboxes",
         inbox, lake, poll_s, ingest_settings.workers, parallel,
@@ -190,7 +210,8 @@ def _ingest_as_they_come(feed, stop, deadline, inbox, lake, settings, claims, su
             logger.error("batch %s failed (%s: %s); the next run resumes it", batch.info.batch_id, type(exc).__name__, exc)
             feed.release(batch.members)
             return
-        completed.update((t, feed.watch.complete.get(t, 0.0)) for t in report.ingested)
+        # by the listing the batch was planned from: the watch forgets a folder once ingest removes it
+        completed.update((t, getattr(batch.listings.get(t), "completed_at", None) or 0.0) for t in report.ingested)
         feed.record(report, batch.members)
         summary.ingest.add(report)
         to_verify.add(report.ingested, completed)
@@ -239,7 +260,7 @@ class _Stage:
     """One of QA and the judge: take the newest ids, run them in groups of `group`, catch up when idle."""
 
     name: str
-    queue: _Newest
+    queue: NewestFirst
     group: int
     run_group: Callable[[list[str]], None]
     backlog: Callable[[], list[str]]
@@ -247,11 +268,12 @@ class _Stage:
     logger: logging.Logger | logging.LoggerAdapter
     summary: ServeSummary
     catch_up_s: float
+    newer_than: Callable[[], float | None]
 
     def run(self) -> None:
         last_catch_up = -float("inf")
         while not self.stop.is_set():
-            ids = self.queue.take(self.group, timeout=1.0)
+            ids = self.queue.take(self.group, timeout=1.0, newer_than=self.newer_than())
             if not ids:
                 if time.monotonic() - last_catch_up >= self.catch_up_s:
                     last_catch_up = time.monotonic()

@@ -81,6 +81,9 @@ class Feed:
         self._last_poll = 0.0
         self._orphans = recover_batches(claims)
         self._orphans_checked = time.monotonic()
+        self.backlog_since: float | None = None
+        """Since when (epoch seconds) more traces have been complete than the batches handed out
+        hold: a backlog is draining. None once the feed has caught up."""
 
     def next_batch(self) -> Batch | None:
         if not self._orphans and time.monotonic() - self._orphans_checked > self.settings.lease_s / 2:
@@ -104,6 +107,7 @@ class Feed:
             reverse=True,
         )
         if not ready:
+            self.backlog_since = None
             return None
         claimed = self.claims.claimed()
         ready = [t for t in ready if safe_key(t) not in claimed][: self.settings.batch_max_traces * _LOOKAHEAD]
@@ -115,6 +119,8 @@ class Feed:
         if not todo:
             return None
         group = _newest_first_group(todo, self.settings)
+        if len(group) < len(todo) and self.backlog_since is None:
+            self.backlog_since = time.time()
         info, won = claim_batch(self.claims, self.run_id, [t.trace_id for t in group], logger=self.logger)
         for t in group:
             listing = self._planned.pop(t.trace_id)

@@ -90,6 +90,12 @@ class TraceListing:
         return self.complete.event_count if self.complete else 0
 
     @property
+    def completed_at(self) -> float | None:
+        """When complete.json was written (epoch seconds); None while there is none."""
+        obj = self.objects.get(COMPLETE)
+        return obj.mtime if obj else None
+
+    @property
     def size(self) -> int:
         return sum(o.size for o in self.objects.values())
 

@@ -43,6 +43,9 @@ def test_ingest_against_the_floor(tmp_path, cli_env):
     assert set(cpu) == {"user", "system", "idle", "iowait"} and cpu["user"] > 0
     assert 0 < r["ingest_busy_cores"] <= os.cpu_count() * 1.1 and r["floor_busy_cores"] > 0  # 10 ms ticks
     assert r["machine"]["cores"] == os.cpu_count()
+    # `prt ingest` as a user runs it, on a copy of the same inbox: every trace, with the default workers
+    assert r["command_events_per_s"] > 0 and r["command_workers"] == len(os.sched_getaffinity(0))
+    assert r["command_s"] > 0 and r["command_peak_mb"] > 50
     assert os.stat(r["workdir"]).st_dev == os.stat(r["machine"]["filesystem"]["mount"]).st_dev  # the disk it ran on
 
 
@@ -56,6 +59,7 @@ def test_repeated_runs_report_the_median_and_each_run(tmp_path, cli_env):
     assert abs(sum(r["ingest_peak_mb_by_process"]) - r["ingest_peak_mb"]) <= len(r["ingest_peak_mb_by_process"])  # its split
     work = Path(r["workdir"])
     assert sorted(p.name for p in work.iterdir()) == ["floor-table", "inbox", "lake"]  # earlier runs' copies gone
+    assert r["command_events_per_s"] == sorted(x["command_events_per_s"] for x in runs)[1]  # the median command run
     assert Lake(str(work / "lake")).events().select(pl.len()).collect().item() == 120  # the last run's lake, whole
     assert not any((work / "inbox").iterdir())  # the last run ingested the original inbox
 
@@ -105,3 +109,21 @@ def test_verification_throughput(tmp_path, cli_env, backend):
     env = r["env"]  # sessions that recorded their packages: one environment built, then reused
     assert env["verdicts"] == {"verified": env["traces"]} and env["cold_build_s"] > env["cached_lookup_s"]
     assert env["cached_trace_s"] < env["cold_trace_s"]
+
+
+def test_latency_times_each_command_with_nothing_to_do(tmp_path, cli_env):
+    env = {k: v for k, v in cli_env.items() if k != "PREFECT_API_URL"}  # what it measures strips it anyway
+    r = _bench(tmp_path, env, "--latency", "--repeat", "2")
+    assert set(r["commands"]) == {"--help", "ingest", "qa", "judge"}
+    for c in r["commands"].values():
+        assert len(c["runs_s"]) == 2 and 0 < c["median_s"] <= c["max_s"]
+
+
+def test_freshness_drops_sessions_into_a_backlog_while_serve_runs(tmp_path, cli_env):
+    r = _bench(tmp_path, cli_env, "--freshness", "--traces", "20", "--events", "30", "--drops", "3", "--every-s", "0.5")
+    assert r["backlog_events"] == 600 and r["drops"] == 3
+    assert r["to_rows"]["traces"] == 3 and r["to_qa_runs"]["traces"] == 3  # every drop reached both tables
+    assert 0 < r["to_rows"]["p50_s"] <= r["to_rows"]["max_s"] and r["to_qa_runs"]["p50_s"] >= r["to_rows"]["p50_s"]
+    assert r["backlog_events_per_s"] > 0 and r["stopped_on_sigterm"]
+    log = Path(r["serve_log"]).read_text()
+    assert "ready:" in log and "SIGTERM: finishing the batches in flight" in log

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from client.upload import find_trace_dirs, upload_trace_dir
+from jobs.serve import NewestFirst
 from lake import Lake
 from tests.conftest import EXAMPLES, REPO
 from tests.support.tracegen import write_trace
@@ -88,3 +89,13 @@ def test_sigterm_while_a_backlog_drains_leaves_nothing_half_done(tmp_path):
     assert events["trace_id"].n_unique() == 60 and events.height == events.unique().height
     assert events.group_by("trace_id").len()["len"].n_unique() == 1  # every trace whole
     assert pl.Series(sorted(_ids(lake, "traces"))).len() == 60
+
+
+def test_stages_take_the_newest_first_and_leave_a_draining_backlog_for_later():
+    queue = NewestFirst()
+    queue.add(["old-1", "old-2", "new"], {"old-1": 100.0, "old-2": 101.0, "new": 300.0})
+    queue.add(["caught-up"])  # no completion time: from a catch-up, last of all
+    queue.add(["new"], {"new": 300.0})  # already waiting: not twice
+    assert queue.take(2, timeout=0, newer_than=200.0) == ["new"]  # a backlog formed at 200: its traces wait
+    assert queue.take(5, timeout=0, newer_than=200.0) == []
+    assert queue.take(5, timeout=0) == ["old-2", "old-1", "caught-up"]  # caught up: the rest, newest first

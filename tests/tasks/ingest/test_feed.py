@@ -77,3 +77,15 @@ def test_a_batch_a_crashed_run_left_is_resumed_first(tmp_path, n=3):
     time.sleep(0.05)  # its lease runs out: the run is gone
     resumed = _feed(inbox, lake).next_batch()
     assert resumed.resumed and resumed.info.batch_id == left.info.batch_id and sorted(resumed.members) == sorted(left.members)
+
+
+def test_the_feed_says_since_when_a_backlog_drains(tmp_path):
+    inbox, lake = str(tmp_path / "inbox"), str(tmp_path / "lake")
+    for i in range(3):
+        write_trace(inbox, f"t-{i}")
+    feed = _feed(inbox, lake, batch_max_traces=2)
+    before = time.time()
+    assert feed.next_batch() is not None and feed.backlog_since is not None and feed.backlog_since >= before
+    since = feed.backlog_since
+    assert feed.next_batch() is not None and feed.backlog_since == since  # the last of it: still draining
+    assert feed.next_batch() is None and feed.backlog_since is None  # caught up

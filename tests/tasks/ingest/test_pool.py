@@ -50,7 +50,6 @@ def test_workers_exit_when_the_owner_is_killed(tmp_path):
     assert not left, "workers outlived the process that owned the pool"
 
 
-
 def test_only_a_fork_server_leaves_without_teardown():
     # The pool's fork server runs `python -c 'from multiprocessing.forkserver import main; main(...)'`
     # and imports tasks.ingest.forkserver first (PRELOAD); there it exits at once when its owner
