@@ -361,10 +361,12 @@ def serve(
         poll_s=poll_s,
         stop_after_s=stop_after_s,
     )
-    _print_ingest(r.ingest)
     verdicts = ", ".join(f"{n} {v}" for v, n in sorted(r.verdicts.items())) or "none"
-    console.print(f"[bold]qa[/bold]: {verdicts}; [bold]judge[/bold]: {r.scored} scored")
-    for failure in r.failed:
+    console.print(
+        f"[bold]ingest[/bold]: {r.ingested} ingested ({r.events} events), {r.quarantined} quarantined; "
+        f"[bold]qa[/bold]: {verdicts}; [bold]judge[/bold]: {r.scored} scored"
+    )
+    for failure in r.failed[-20:]:
         err_console.print(f"prt: {escape(failure)}")
 
 

@@ -33,7 +33,7 @@ from jobs.judge import judge_traces
 from jobs.qa import verify_traces
 from lake.read import Lake
 from schemas.settings import get_ingest_settings, get_sandbox_settings, get_settings
-from tasks.ingest.batch import Batch, IngestSummary, run_batch
+from tasks.ingest.batch import Batch, BatchReport, IngestSummary, run_batch
 from tasks.ingest.claims import Claims
 from tasks.ingest.feed import Feed
 from tasks.ingest.pool import BatchPool, ingest_batch_task
@@ -47,17 +47,39 @@ from tasks.stage import run_logger
 __all__ = ["NewestFirst", "ServeSummary", "serve_inbox"]
 
 
+KEEP = 5_000
+"""Trace ids and failures a server keeps for its summary, the latest: it may run for months."""
+
+
 @dataclass
 class ServeSummary:
     ingest: IngestSummary = field(default_factory=IngestSummary)
+    """The latest batches' traces (at most KEEP of each kind); the totals are below."""
+    ingested: int = 0
+    events: int = 0
+    quarantined: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     scored: int = 0
     failed: list[str] = field(default_factory=list)
-    """What a QA or judge run could not do (it is tried again at the next catch-up)."""
+    """What a QA or judge run could not do (it is tried again at the next catch-up); the latest KEEP."""
+
+    def add(self, report: BatchReport) -> None:
+        self.ingested += len(report.ingested)
+        self.events += report.events
+        self.quarantined += len(report.quarantined)
+        self.ingest.add(report)
+        for name in ("ingested", "quarantined", "cleaned"):
+            del getattr(self.ingest, name)[:-KEEP]
+
+    def fail(self, what: str) -> None:
+        self.failed.append(what)
+        del self.failed[:-KEEP]
 
     def markdown(self) -> str:
         return "\n".join(
             [
+                f"# Serve\n\n- ingested: **{self.ingested}** traces ({self.events} events), quarantined: **{self.quarantined}**"
+                f" (the tables below: the latest {KEEP:,} of each)\n",
                 self.ingest.markdown(),
                 "# QA",
                 "",
@@ -141,7 +163,9 @@ def serve_inbox(
         result = verify_traces(lake=lake, trace_ids=group, sandbox=sandbox)
         for verdict, n in result.verdicts().items():
             summary.verdicts[verdict] = summary.verdicts.get(verdict, 0) + n
-        summary.failed += [f"QA of {t}: {why}" for t, why in result.failed]
+        for t, why in result.failed:
+            summary.fail(f"QA of {t}: {why}")
+            completed.pop(t, None)
         to_score.add([r["trace_id"] for r in result.rows] + list(result.already), completed)
 
     def score(group: list[str]) -> None:
@@ -194,7 +218,7 @@ def serve_inbox(
     publish_run_artifacts("serve", summary.ingest.rows(), summary.markdown(), f"serving {inbox} into {lake}")
     logger.info(
         "stopped: %d ingested, %d quarantined, %s verified, %d scored",
-        len(summary.ingest.ingested), len(summary.ingest.quarantined), sum(summary.verdicts.values()), summary.scored,
+        summary.ingested, summary.quarantined, sum(summary.verdicts.values()), summary.scored,
     )  # fmt: skip
     return summary
 
@@ -213,7 +237,7 @@ def _ingest_as_they_come(feed, stop, deadline, inbox, lake, settings, claims, su
         # by the listing the batch was planned from: the watch forgets a folder once ingest removes it
         completed.update((t, getattr(batch.listings.get(t), "completed_at", None) or 0.0) for t in report.ingested)
         feed.record(report, batch.members)
-        summary.ingest.add(report)
+        summary.add(report)
         to_verify.add(report.ingested, completed)
         if report.ingested or report.quarantined:
             logger.info("batch %s: %d ingested, %d quarantined", report.batch_id, len(report.ingested), len(report.quarantined))
@@ -282,7 +306,7 @@ class _Stage:
             try:
                 self.run_group(ids)
             except Exception as exc:  # one group's failure never stops the server; catch-up retries it
-                self.summary.failed.append(f"{self.name} of {', '.join(ids[:5])}: {type(exc).__name__}: {str(exc)[:300]}")
+                self.summary.fail(f"{self.name} of {', '.join(ids[:5])}: {type(exc).__name__}: {str(exc)[:300]}")
                 self.logger.error(
                     "%s of %d traces failed (%s: %s); tried again at the next catch-up",
                     self.name,

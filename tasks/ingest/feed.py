@@ -27,6 +27,7 @@ from schemas.settings import IngestSettings
 from tasks.ingest.batch import Batch, BatchReport
 from tasks.ingest.claims import Claims, claim_batch, recover_batches, safe_key
 from tasks.ingest.inbox import ScanPart, TraceListing, scan_inbox
+from tasks.ingest.schedule import plan_batches
 
 __all__ = ["Feed", "InboxWatch"]
 
@@ -118,7 +119,7 @@ class Feed:
                 self._waiting[t] = now + self.poll_s
         if not todo:
             return None
-        group = _newest_first_group(todo, self.settings)
+        group = plan_batches(todo, self.settings, in_order=True)[0]
         if len(group) < len(todo) and self.backlog_since is None:
             self.backlog_since = time.time()
         info, won = claim_batch(self.claims, self.run_id, [t.trace_id for t in group], logger=self.logger)
@@ -153,21 +154,3 @@ class Feed:
             scan = scan_inbox(self.fs, self.root, self.settings, part=ScanPart(tuple(fresh), root=False))
             self._planned.update(scan.traces)
         return {n: self._planned[n] for n in names if n in self._planned}
-
-
-def _newest_first_group(todo: list[TraceListing], settings: IngestSettings) -> list[TraceListing]:
-    """The first traces of `todo` (newest first) that fit in one batch's bounds."""
-    group: list[TraceListing] = []
-    events = size = 0
-    for t in todo:
-        b = t.batch_bytes
-        if group and (
-            len(group) >= settings.batch_max_traces
-            or events + t.event_count > settings.batch_max_events
-            or size + b > settings.batch_max_bytes
-        ):
-            break
-        group.append(t)
-        events += t.event_count
-        size += b
-    return group

@@ -115,12 +115,15 @@ def stray_listing(root: str, obj: InboxObject) -> TraceListing:
     return TraceListing(obj.key, obj.path, {obj.key: obj}, status="rejected", problem=problem)
 
 
-def plan_batches(listings: Sequence[TraceListing], settings: IngestSettings) -> list[list[TraceListing]]:
-    """Group traces so that no batch exceeds the trace, event or byte limits (a lone huge trace still gets a batch)."""
+def plan_batches(
+    listings: Sequence[TraceListing], settings: IngestSettings, *, in_order: bool = False
+) -> list[list[TraceListing]]:
+    """Group traces so that no batch exceeds the trace, event or byte limits (a lone huge trace
+    still gets a batch): by trace id, or `in_order` as given (`prt serve`: newest first)."""
     batches: list[list[TraceListing]] = []
     current: list[TraceListing] = []
     events = size = 0
-    for t in sorted(listings, key=lambda t: t.trace_id):
+    for t in listings if in_order else sorted(listings, key=lambda t: t.trace_id):
         t_bytes = t.batch_bytes  # a sum over the trace's objects: once per trace
         if current and (
             len(current) >= settings.batch_max_traces

@@ -59,7 +59,7 @@ def test_each_trace_is_ingested_verified_and_scored_as_it_arrives(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, log.read_text()[-3000:]
-    assert "3 ingested (50 events)" in out and "qa: 1 not_fixed, 2 verified; judge: 3 scored" in out
+    assert "ingest: 3 ingested (50 events), 0 quarantined; qa: 1 not_fixed, 2 verified; judge: 3 scored" in out
     assert "SIGTERM: finishing the batches in flight" in log.read_text()
     assert (tmp_path / "inbox" / "t-uploading").is_dir() and not any((tmp_path / "lake" / "_ingest" / "claims").iterdir())
 
@@ -99,3 +99,23 @@ def test_stages_take_the_newest_first_and_leave_a_draining_backlog_for_later():
     assert queue.take(2, timeout=0, newer_than=200.0) == ["new"]  # a backlog formed at 200: its traces wait
     assert queue.take(5, timeout=0, newer_than=200.0) == []
     assert queue.take(5, timeout=0) == ["old-2", "old-1", "caught-up"]  # caught up: the rest, newest first
+
+
+def test_a_long_running_summary_keeps_totals_and_only_the_latest_ids(monkeypatch):
+    import jobs.serve
+    from tasks.ingest.batch import BatchReport
+
+    monkeypatch.setattr(jobs.serve, "KEEP", 3)
+    summary = jobs.serve.ServeSummary()
+    for b in range(4):
+        summary.add(BatchReport(f"b{b}", False, [f"t{b}-{i}" for i in range(2)], 20, [(f"q{b}", "bad_json", "...")], []))
+        summary.fail(f"failure {b}")
+    assert (summary.ingested, summary.events, summary.quarantined) == (8, 80, 4)
+    assert summary.ingest.ingested == ["t2-1", "t3-0", "t3-1"] and [q[0] for q in summary.ingest.quarantined] == [
+        "q1",
+        "q2",
+        "q3",
+    ]
+    assert (
+        summary.failed == ["failure 1", "failure 2", "failure 3"] and "ingested: **8** traces (80 events)" in summary.markdown()
+    )
