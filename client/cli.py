@@ -89,13 +89,17 @@ def _runs_jobs(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _log_to_stderr() -> None:
+    """The jobs' progress on stderr (once per process, however many commands it runs)."""
     import logging
 
+    logger = logging.getLogger("prt")
+    logger.setLevel(os.environ.get("PRT_LOG_LEVEL", "INFO").upper())
+    if any(getattr(h, "prt_cli", False) for h in logger.handlers):
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("prt")
+    handler.prt_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
-    logger.setLevel(os.environ.get("PRT_LOG_LEVEL", "INFO").upper())
 
 
 @app.callback()

@@ -95,7 +95,11 @@ class Stage(Generic[P, R]):
         prefect_future = self._prefect_task().submit(*_quoted(args), **_quoted(kwargs))
 
         def settle(f: Any) -> None:
-            outcome = f.result(raise_on_failure=False)  # the exception itself when the task run failed
+            try:
+                outcome = f.result(raise_on_failure=False)  # the exception itself when the task run failed
+            except BaseException as exc:  # a state with no result to read (crashed): still an answer
+                done.set_exception(exc)
+                return
             if isinstance(outcome, BaseException):
                 done.set_exception(outcome)
             else:
