@@ -64,6 +64,18 @@ __all__ = [
 class PrtError(Exception):
     """Base of every error this project raises on purpose."""
 
+    def __reduce__(self) -> tuple:
+        # Pickled as its class, message and attributes: errors cross into and out of ingest's
+        # worker processes (inside a batch's listings, or raised there), and the subclasses'
+        # __init__ take other arguments than the message Exception keeps in .args.
+        return _rebuilt, (type(self), self.args), self.__dict__
+
+
+def _rebuilt(cls: type[PrtError], args: tuple) -> PrtError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
+
 
 class TerminalError:
     """Mixin: retrying cannot help; the input or the configuration must change."""

@@ -42,13 +42,19 @@ PRELOAD = ["tasks.ingest.forkserver", "tasks.ingest.batch", "great_expectations"
 fork server exit without tearing them down (tasks/ingest/forkserver.py)."""
 
 
-def warm(owner: tuple[int, str] | None = None) -> None:
+def warm(owner: tuple[int, str] | None = None, environ: dict[str, str] | None = None) -> None:
     """Per worker, after the fork: build the Great Expectations suites (milliseconds, imports done),
     then move everything alive so far out of the garbage collector's sight. The pipeline's
     imports leave about a million objects that live as long as the worker; every full
     collection walked them all (0.15 s each, several per batch). Frozen, a full collection
     sees only what batches create: 3 ms. With `owner` (the pid and start time of the process
-    that owns the pool), exit once that process is gone, even if it went during this set-up."""
+    that owns the pool), exit once that process is gone, even if it went during this set-up. With
+    `environ`, take the owner's environment as it is now: the fork server kept the one of the
+    moment it started, which a long-lived owner (a notebook, a server, the test suite) may have
+    changed since (credentials, endpoints, settings)."""
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
     from tasks.ingest.validate import warm_up
 
     warm_up()
@@ -82,7 +88,10 @@ class BatchPool:
         ctx.set_forkserver_preload(PRELOAD)
         self.workers = workers
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=warm, initargs=((os.getpid(), process_started(os.getpid())),)
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=warm,
+            initargs=((os.getpid(), process_started(os.getpid())), dict(os.environ)),
         )
         self._spawned = False
 

@@ -26,7 +26,7 @@ POINTS = [
 
 
 def _ingest(inbox: str, lake: str, env: dict, fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {**env, "PRT_LAKE": lake, "PRT_INBOX": inbox}
+    env = {**env, "PRT_LAKE": lake, "PRT_INBOX": inbox, "PRT_WORKERS": "1"}  # the fault kills this process
     if fault:
         env["PRT_FAULT_AT"] = fault
     return subprocess.run(

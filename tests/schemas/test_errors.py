@@ -64,3 +64,28 @@ def test_the_docstring_draws_the_tree_in_the_code():
         transient = issubclass(cls, errors.TransientError)
         if name != "PrtError":
             assert ("(transient)" in line) == transient and ("(terminal)" in line) == (not transient), name
+
+
+def test_every_error_survives_pickling_with_its_attributes():
+    # Errors travel to and from ingest's worker processes: a rejected trace's listing holds one.
+    import pickle
+
+    from schemas import errors as e
+
+    samples = [
+        e.ConfigError("PRT_X is wrong"),
+        e.InvalidInput("lake", "no lake there"),
+        e.ObjectConflict("inbox/t/a"),
+        e.StorageUnavailable("timed out", url="s3://b/x"),
+        e.LeaseLost("b-1"),
+        e.SandboxUnavailable("no docker", backend="docker"),
+        e.RecorderError("not a repo", repo="/r"),
+        e.UnsupportedTestCommand("make test", "not a runner"),
+        e.JudgeFailed("openai-x", "scored none"),
+        e.GzipError(True, "chunk 3"),
+        e.ReplayError(4, "ev-1", "a.py", "does not apply"),
+        e.TraceRejected("bad_json", "complete.json is not JSON", object_key="complete.json"),
+    ]
+    for err in samples:
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err) and vars(back) == vars(err), err

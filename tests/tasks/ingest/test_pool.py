@@ -62,3 +62,28 @@ def test_only_a_fork_server_leaves_without_teardown():
     assert shaped.stdout.split()[0] == "True" and int(shaped.stdout.split()[1]) > int(plain.stdout.split()[1])
     assert plain.stdout.split()[0] == "False"
     assert PRELOAD[0] == "tasks.ingest.forkserver"
+
+
+LATER_ENV = """
+import os
+from tasks.ingest.pool import BatchPool
+
+def seen():
+    return os.environ.get("PRT_PROBE", "unset")
+
+if __name__ == "__main__":
+    with BatchPool(1) as first:  # starts the fork server, with PRT_PROBE unset
+        before = first._executor.submit(seen).result()
+    os.environ["PRT_PROBE"] = "set later"  # e.g. credentials a notebook sets after its first ingest
+    with BatchPool(1) as second:
+        print(before, "|", second._executor.submit(seen).result())
+"""
+
+
+def test_workers_see_the_owners_environment_as_it_is_when_the_pool_starts(tmp_path):
+    script = tmp_path / "later_env.py"
+    script.write_text(LATER_ENV)
+    env = {k: v for k, v in os.environ.items() if k != "PRT_PROBE"} | {"PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "unset | set later"
