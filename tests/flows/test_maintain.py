@@ -58,7 +58,7 @@ def test_forget_participant_leaves_nothing_on_disk(storage_url, unnamed_rows, mo
         monkeypatch.setattr(
             tasks.ingest.batch, "_participant", lambda blobs, t, key: None if t == "alice-schema" else named(blobs, t, key)
         )
-    ingest_inbox(inbox=inbox, lake=lake)
+    ingest_inbox(inbox=inbox, lake=lake, workers=1)  # in this process: where the patch above applies
     judge_traces(lake=lake)
     lk = Lake(lake)
     assert sorted(lk.traces().collect()["trace_id"]) == ["alice-1", "alice-2", "bob-1"]
