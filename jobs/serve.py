@@ -33,7 +33,7 @@ from jobs.judge import judge_traces
 from jobs.qa import verify_traces
 from lake.read import Lake
 from schemas.settings import get_ingest_settings, get_sandbox_settings, get_settings
-from tasks.ingest.batch import Batch, BatchReport, IngestSummary, run_batch
+from tasks.ingest.batch import Batch, BatchReport, IngestSummary, create_tables, run_batch
 from tasks.ingest.claims import Claims
 from tasks.ingest.feed import Feed
 from tasks.ingest.pool import BatchPool, ingest_batch_task
@@ -242,6 +242,7 @@ def _ingest_as_they_come(feed, stop, deadline, inbox, lake, settings, claims, su
         if report.ingested or report.quarantined:
             logger.info("batch %s: %d ingested, %d quarantined", report.batch_id, len(report.ingested), len(report.quarantined))
 
+    create_tables(lake)  # before batches run side by side
     with _batch_runner(settings.workers, logger) as submit:
         running: dict[Future, Batch] = {}
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):

@@ -489,6 +489,18 @@ def build_batch(prep: PreparedBatch, settings: IngestSettings) -> BatchOutput:
 # -- commit, archive, clean -------------------------------------------------------------------
 
 
+INGEST_TABLES = (QUARANTINE, EVENTS, METRICS, TRACES)
+"""The tables a batch commits to, in its commit order (traces last)."""
+
+
+def create_tables(lake: str) -> None:
+    """Create the ingest tables before batches run side by side: two workers creating the same
+    new table at once each commit a creation (one table, an extra version in its log)."""
+    tables = LakeTables(lake)
+    for spec in INGEST_TABLES:
+        tables.ensure(spec)
+
+
 def commit_batch(prep: PreparedBatch, out: BatchOutput, tables: LakeTables, claims: Claims) -> dict[str, bool]:
     """One append per table, traces last; each skipped when this batch already committed it."""
     app_id = f"prt-ingest:{prep.info.batch_id}"

@@ -30,7 +30,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 
 from schemas.settings import IngestSettings
-from tasks.ingest.batch import Batch, BatchReport, run_batch
+from tasks.ingest.batch import Batch, BatchReport, create_tables, run_batch
 from tasks.ingest.claims import Claims, process_started
 from tasks.ingest.schedule import Schedule
 from tasks.stage import attempt, stage_task
@@ -144,7 +144,11 @@ def run_in_pool(schedule: Schedule, workers: int, inbox: str, lake: str, setting
     busy). Its data is read only when a worker takes it."""
     with BatchPool(workers) as pool:
         running: deque = deque()
+        created = False
         for batch in schedule:
+            if batch is not None and not created:  # before the first batch, not for an empty inbox
+                create_tables(lake)
+                created = True
             if batch is None:  # the schedule waits for every running batch
                 while running:
                     schedule.record(running.popleft().result())
