@@ -35,7 +35,8 @@ def test_ingest_against_the_floor(tmp_path, cli_env):
     assert r["events"] == 240 and r["ingested"] == 8 and r["quarantined"] == 0
     assert r["bytes_per_event"] > 600
     assert r["ingest_events_per_s"] > 0 and r["floor_events_per_s"] > 0 and r["ratio_to_floor"] > 0
-    assert set(r["delta_files"]) == {"traces", "events", "metrics"} and r["delta_files"]["events"] >= 1
+    assert set(r["delta_files"]) == {"traces", "events", "metrics", "quarantine"} and r["delta_files"]["events"] >= 1
+    assert r["delta_files"]["quarantine"] == 0  # created before the first batch; nothing quarantined
     assert set(r["stage_seconds"]) == {"prepare", "build", "commit", "archive", "clean"}
     assert r["ingest_peak_mb"] > 50 and len(r["ingest_peak_mb_by_process"]) >= 3  # the flow and its workers
     assert r["ingest_peak_rss_sum_mb"] >= r["ingest_peak_mb"]  # RSS counts shared pages per process: a bound
