@@ -43,7 +43,6 @@ class InboxWatch:
     root: str
     complete: dict[str, float] = field(default_factory=dict)
     """folder -> when its complete.json was written."""
-    polls: int = 0
 
     def poll(self) -> dict[str, float]:
         """Look again: the complete folders (name -> complete.json's time), gone ones dropped."""
@@ -54,7 +53,6 @@ class InboxWatch:
         for name in names:
             if name not in self.complete and (at := object_mtime(self.fs, join(self.root, name, COMPLETE))) is not None:
                 self.complete[name] = at
-        self.polls += 1
         return self.complete
 
 
